@@ -1,0 +1,108 @@
+# scanengine — build, test, install.
+#
+#   make              build build/scanengined and build/scanctl
+#   make demo         set up this machine, run the service on the bundled
+#                     definitions, scan a sample, show status, stop
+#   make test         set up, unit + integration tests, then the same tests
+#                     again in an ASan+UBSan build (build-asan/)
+#   make install      binaries, default config, systemd unit, scan user
+#   make bench        benchmarks against clamd (tests/bench/, slow)
+
+BUILD   ?= build
+SAN     ?= 0
+PREFIX  ?= /usr/local
+DESTDIR ?=
+CC      ?= cc
+PYTHON  ?= /usr/bin/python3
+
+PKGS := libclamav libseccomp json-c
+
+WARN := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wformat-truncation=1 \
+	-Wstrict-prototypes -Wmissing-prototypes -Wpointer-arith -Wvla \
+	-Wimplicit-fallthrough -Wundef -Wwrite-strings -Wcast-align \
+	-Wno-missing-field-initializers
+
+CPPFLAGS += -I. -D_GNU_SOURCE $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+CFLAGS   ?= -O2 -g
+CFLAGS   += -std=gnu11 $(WARN) -fstack-protector-strong -fPIE -pthread
+LDFLAGS  += -pie -Wl,-z,relro,-z,now -pthread
+LDLIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+ifeq ($(SAN),1)
+CFLAGS   += -O1 -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+LDFLAGS  += -fsanitize=address,undefined
+else
+CPPFLAGS += -D_FORTIFY_SOURCE=2
+endif
+
+# Library of every module but the programs' main files.
+LIB_SRC := $(wildcard common/*.c) $(wildcard sandbox/*.c) \
+	$(filter-out scanengine/main.c,$(wildcard scanengine/*.c))
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+LIB     := $(BUILD)/libscanengine.a
+
+UNIT_SRC  := $(wildcard tests/unit/test_*.c)
+UNIT_BIN  := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+
+PROGS := $(BUILD)/scanengined $(BUILD)/scanctl
+
+.PHONY: all clean demo test test-unit test-integration test-asan check-format \
+	format install uninstall bench deps
+
+all: $(PROGS)
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(LIB): $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/scanengined: $(BUILD)/obj/scanengine/main.o $(LIB)
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+$(BUILD)/scanctl: $(BUILD)/obj/scanctl/scanctl.o $(LIB)
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -lcmocka -o $@
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+
+# Install missing Debian packages and create the scan account (idempotent).
+deps:
+	@scripts/setup.sh
+
+demo: deps
+	$(MAKE) all
+	@scripts/demo.sh $(BUILD)
+
+test-unit: $(UNIT_BIN)
+	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
+
+test-integration: $(PROGS)
+	SCANENGINE_BUILD=$(BUILD) $(PYTHON) tests/integration/run.py
+
+test: deps
+	$(MAKE) all test-unit test-integration
+	$(MAKE) BUILD=build-asan SAN=1 all test-unit test-integration
+
+bench: deps all
+	tests/bench/run.sh $(BUILD)
+
+check-format:
+	@clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h')
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+install: all
+	scripts/install.sh "$(DESTDIR)" "$(PREFIX)" "$(BUILD)"
+
+uninstall:
+	scripts/install.sh --uninstall "$(DESTDIR)" "$(PREFIX)"
+
+clean:
+	rm -rf build build-asan

@@ -1,0 +1,53 @@
+/* util: small helpers shared by every scanengine process. */
+#ifndef SE_COMMON_UTIL_H
+#define SE_COMMON_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define SE_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define SE_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define SE_MAX(a, b) ((a) > (b) ? (a) : (b))
+
+/* util_close: close fd if it is >= 0 and set it to -1; keeps errno. */
+void util_close(int *fd);
+
+/* util_now_ms: CLOCK_MONOTONIC in milliseconds. */
+uint64_t util_now_ms(void);
+
+/* util_now_us: CLOCK_MONOTONIC in microseconds. */
+uint64_t util_now_us(void);
+
+/* util_strlcpy: copy src into dst of size n, always NUL-terminated.
+ * Returns strlen(src); truncation happened if the result is >= n. */
+size_t util_strlcpy(char *dst, const char *src, size_t n);
+
+/* util_set_nonblock: set or clear O_NONBLOCK. Returns 0 or -errno. */
+int util_set_nonblock(int fd, bool on);
+
+/* util_set_cloexec: set FD_CLOEXEC. Returns 0 or -errno. */
+int util_set_cloexec(int fd);
+
+/* util_write_all: write len bytes (blocking fd), retrying on EINTR and short
+ * writes. Returns 0 or -errno. */
+int util_write_all(int fd, const void *buf, size_t len);
+
+/* util_close_fds_except: close every descriptor >= 3 that is not in keep[]
+ * (used in a child right after fork). Returns 0 or -errno. */
+int util_close_fds_except(const int *keep, size_t nkeep);
+
+/* util_parse_u64: parse a decimal unsigned integer, the whole string.
+ * Returns 0 or -EINVAL / -ERANGE. */
+int util_parse_u64(const char *s, uint64_t *out);
+
+/* util_mkdir_p: create a directory and its parents with mode (existing ones
+ * are left as they are). Returns 0 or -errno. */
+int util_mkdir_p(const char *path, mode_t mode);
+
+/* util_rm_rf: remove a directory tree without following symlinks. Missing
+ * is not an error. Returns 0 or the first -errno met. */
+int util_rm_rf(const char *path);
+
+#endif

@@ -1,0 +1,676 @@
+/* scanctl: the command-line client of scanengined.
+ *
+ * Speaks the same clamd protocol as every other client, plus the admin
+ * extensions (STATUS). Exit status: 0 ok/clean, 1 something found or a
+ * scan failed (said in the output), 2 usage error or cannot connect. */
+#include "common/config.h"
+#include "common/util.h"
+#include "scanengine/version.h"
+#include "scanengine/walk.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <json-c/json.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#define EXIT_FOUND 1
+#define EXIT_USAGE 2
+#define SESSION_WINDOW 32 /* requests in flight in one IDSESSION */
+#define REPLY_MAX (PATH_MAX + 1024)
+
+struct opts {
+	const char *socket;
+	bool json;
+	enum { MODE_PATH, MODE_FDPASS, MODE_STREAM } mode;
+	bool multiscan;
+};
+
+struct tally {
+	unsigned long files, infected, errors;
+	struct json_object *results; /* --json: array of per-file results */
+};
+
+static const char *prog = "scanctl";
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: scanctl [--socket PATH | --config-file FILE] [--json] COMMAND [ARGS]\n"
+		"\n"
+		"Commands:\n"
+		"  scan [--fdpass|--stream] [--multiscan] PATH...\n"
+		"                 scan files or directories; by default the service opens\n"
+		"                 the paths itself; --fdpass hands it descriptors opened\n"
+		"                 here (files only this user can read), --stream sends the\n"
+		"                 contents; --multiscan scans a directory on all workers\n"
+		"  status         definitions, workers, queue, counters (root or AdminGroup)\n"
+		"  ping           check that the service answers\n"
+		"  version        libclamav and definitions version\n"
+		"  reload         reload the definitions (root or AdminGroup)\n"
+		"  shutdown       stop the service (root or AdminGroup)\n"
+		"\n"
+		"Options:\n"
+		"  -s, --socket PATH       the service's LocalSocket\n"
+		"  -c, --config-file FILE  take LocalSocket from FILE (default %s)\n"
+		"  -j, --json              machine-readable output\n"
+		"  -h, --help              this help;  -V, --version  scanctl's version\n"
+		"\n"
+		"Exit status: 0 clean/ok, 1 infected or failed (stated), 2 usage error or the\n"
+		"service cannot be reached.\n",
+		CONFIG_DEFAULT_PATH);
+}
+
+static void die(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
+
+static void die(int status, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "%s: ", prog);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	exit(status);
+}
+
+static int connect_service(const struct opts *o)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd;
+
+	if (strlen(o->socket) >= sizeof(sa.sun_path))
+		die(EXIT_USAGE, "socket path too long: %s", o->socket);
+	util_strlcpy(sa.sun_path, o->socket, sizeof(sa.sun_path));
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		die(EXIT_USAGE, "socket: %s", strerror(errno));
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+		die(EXIT_USAGE, "cannot connect to scanengined at %s: %s (is the service running?)",
+		    o->socket, strerror(errno));
+	return fd;
+}
+
+static void send_all(int fd, const void *buf, size_t len)
+{
+	const char *p = buf;
+
+	while (len) {
+		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			die(EXIT_USAGE, "lost the connection to scanengined: %s", strerror(errno));
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+}
+
+static void send_cmd(int fd, const char *cmd)
+{
+	send_all(fd, cmd, strlen(cmd) + 1); /* z-framing: the NUL ends it */
+}
+
+/* Buffered reader of NUL-terminated replies. */
+struct reader {
+	int fd;
+	char buf[REPLY_MAX * 2];
+	size_t len;
+};
+
+/* Next reply into out (NUL-terminated). Returns 1, or 0 at EOF. */
+static int read_reply(struct reader *r, char *out, size_t outlen)
+{
+	for (;;) {
+		char *nul = memchr(r->buf, '\0', r->len);
+		ssize_t n;
+
+		if (nul) {
+			size_t l = (size_t)(nul - r->buf) + 1;
+
+			util_strlcpy(out, r->buf, outlen);
+			memmove(r->buf, r->buf + l, r->len - l);
+			r->len -= l;
+			return 1;
+		}
+		if (r->len == sizeof(r->buf))
+			die(EXIT_USAGE, "reply from scanengined too long");
+		n = recv(r->fd, r->buf + r->len, sizeof(r->buf) - r->len, 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			die(EXIT_USAGE, "lost the connection to scanengined: %s", strerror(errno));
+		if (n == 0) {
+			if (r->len)
+				die(EXIT_USAGE, "truncated reply from scanengined");
+			return 0;
+		}
+		r->len += (size_t)n;
+	}
+}
+
+/* One command, one reply (z-framing). Returns the reply in out. */
+static void simple_command(const struct opts *o, const char *cmd, char *out, size_t outlen)
+{
+	struct reader r = { .fd = connect_service(o) };
+
+	send_cmd(r.fd, cmd);
+	if (!read_reply(&r, out, outlen))
+		die(EXIT_USAGE, "scanengined closed the connection without answering %s", cmd + 1);
+	close(r.fd);
+}
+
+static int ends_with(const char *s, const char *suffix)
+{
+	size_t a = strlen(s), b = strlen(suffix);
+
+	return a >= b && !strcmp(s + a - b, suffix);
+}
+
+/* Record and print one result line "<path>: <text>". */
+static void result(const struct opts *o, struct tally *t, const char *path, const char *text)
+{
+	struct json_object *jr;
+	bool found = ends_with(text, " FOUND"), err = ends_with(text, " ERROR");
+
+	t->files += !ends_with(text, "Excluded") && !strstr(text, "Excluded (");
+	if (found)
+		t->infected++;
+	if (err)
+		t->errors++;
+	if (!o->json) {
+		if (found || err || !strcmp(text, "OK") || strstr(text, "Excluded"))
+			printf("%s: %s\n", path, text);
+		return;
+	}
+	jr = json_object_new_object();
+	json_object_object_add(jr, "path", json_object_new_string(path));
+	if (found) {
+		json_object_object_add(jr, "result", json_object_new_string("FOUND"));
+		json_object_object_add(jr, "signature",
+				       json_object_new_string_len(text, (int)strlen(text) - 6));
+	} else if (err) {
+		json_object_object_add(jr, "result", json_object_new_string("ERROR"));
+		json_object_object_add(jr, "message",
+				       json_object_new_string_len(text, (int)strlen(text) - 6));
+	} else {
+		json_object_object_add(jr, "result", json_object_new_string(text));
+	}
+	json_object_array_add(t->results, jr);
+}
+
+/* Split "<path>: <text>". A path may itself contain ": ", so take the
+ * first separator after which a known verdict shape follows. */
+static void parse_line(char *line, const char **path, const char **text)
+{
+	char *sep = NULL;
+
+	for (char *p = strstr(line, ": "); p; p = strstr(p + 1, ": ")) {
+		const char *rest = p + 2;
+
+		if (!strcmp(rest, "OK") || ends_with(rest, " FOUND") || ends_with(rest, " ERROR") ||
+		    !strncmp(rest, "Excluded", 8)) {
+			sep = p;
+			break;
+		}
+	}
+	if (!sep) {
+		*path = "";
+		*text = line;
+		return;
+	}
+	*sep = '\0';
+	*path = line;
+	*text = sep + 2;
+}
+
+/* Scan by path: the service opens the files (CONTSCAN or MULTISCAN). */
+static void scan_by_path(const struct opts *o, struct tally *t, const char *abs)
+{
+	char cmd[PATH_MAX + 32], line[REPLY_MAX];
+	struct reader r = { .fd = connect_service(o) };
+	unsigned long before_inf = t->infected, before_err = t->errors;
+	bool any = false;
+
+	snprintf(cmd, sizeof(cmd), "z%s %s", o->multiscan ? "MULTISCAN" : "CONTSCAN", abs);
+	send_cmd(r.fd, cmd);
+	while (read_reply(&r, line, sizeof(line))) {
+		const char *path, *text;
+
+		parse_line(line, &path, &text);
+		any = true;
+		if (!strcmp(text, "OK")) {
+			t->files++;
+			continue; /* printed once per argument below */
+		}
+		result(o, t, path, text);
+	}
+	close(r.fd);
+	if (!any)
+		die(EXIT_USAGE, "scanengined closed the connection without answering");
+	if (t->infected == before_inf && t->errors == before_err)
+		result(o, t, abs, "OK"), t->files--;
+}
+
+/* Descriptor passing or streaming: walk here, one IDSESSION per argument,
+ * a window of requests in flight, replies matched by their id. */
+struct pending {
+	unsigned int id;
+	char *path;
+};
+
+static void send_fildes(int sock, int fd)
+{
+	char byte = '\0';
+	struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} cm;
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.buf,
+			     .msg_controllen = sizeof(cm.buf) };
+	struct cmsghdr *c;
+
+	send_cmd(sock, "zFILDES");
+	memset(&cm, 0, sizeof(cm));
+	c = CMSG_FIRSTHDR(&mh);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &fd, sizeof(int));
+	while (sendmsg(sock, &mh, MSG_NOSIGNAL) < 0)
+		if (errno != EINTR)
+			die(EXIT_USAGE, "lost the connection to scanengined: %s", strerror(errno));
+}
+
+static void send_stream(int sock, int fd, const char *path)
+{
+	char buf[65536 + 4];
+	ssize_t n;
+
+	send_cmd(sock, "zINSTREAM");
+	while ((n = read(fd, buf + 4, sizeof(buf) - 4)) != 0) {
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			fprintf(stderr, "%s: %s: read: %s\n", prog, path, strerror(errno));
+			break;
+		}
+		buf[0] = (char)((uint32_t)n >> 24);
+		buf[1] = (char)((uint32_t)n >> 16);
+		buf[2] = (char)((uint32_t)n >> 8);
+		buf[3] = (char)n;
+		send_all(sock, buf, (size_t)n + 4);
+	}
+	send_all(sock, "\0\0\0\0", 4);
+}
+
+static void session_reply(const struct opts *o, struct tally *t, struct pending *pend,
+			  unsigned int *npend, char *line)
+{
+	char *colon = strchr(line, ':');
+	const char *path, *text;
+	unsigned long id;
+
+	if (!colon || colon[1] != ' ')
+		die(EXIT_USAGE, "unexpected reply from scanengined: %s", line);
+	id = strtoul(line, NULL, 10);
+	for (unsigned int i = 0; i < *npend; i++) {
+		if (pend[i].id != id)
+			continue;
+		parse_line(colon + 2, &path, &text);
+		result(o, t, pend[i].path, text);
+		free(pend[i].path);
+		pend[i] = pend[--*npend];
+		return;
+	}
+	/* e.g. a session-level error without a request of ours */
+	result(o, t, "scanengined", colon + 2);
+}
+
+static void scan_by_session(const struct opts *o, struct tally *t, const char *abs)
+{
+	struct walk_opts wo = { 0 };
+	struct walk *w = walk_new(abs, &wo);
+	struct reader r = { .fd = connect_service(o) };
+	struct pending pend[SESSION_WINDOW];
+	unsigned int npend = 0, id = 0;
+	unsigned long before_inf = t->infected, before_err = t->errors;
+	char line[REPLY_MAX];
+	struct walk_entry e;
+
+	if (!w)
+		die(EXIT_USAGE, "out of memory");
+	send_cmd(r.fd, "zIDSESSION");
+	for (;;) {
+		if (walk_next(w, &e) < 0)
+			die(EXIT_USAGE, "out of memory");
+		if (e.kind == WALK_DONE)
+			break;
+		if (e.kind == WALK_ERROR) {
+			char msg[300];
+
+			snprintf(msg, sizeof(msg), "%s. ERROR", strerror(e.err));
+			result(o, t, e.path, msg);
+			continue;
+		}
+		if (e.kind != WALK_FILE)
+			continue;
+		while (npend == SESSION_WINDOW) {
+			if (!read_reply(&r, line, sizeof(line)))
+				die(EXIT_USAGE, "scanengined closed the session early");
+			session_reply(o, t, pend, &npend, line);
+		}
+		if (o->mode == MODE_FDPASS)
+			send_fildes(r.fd, e.fd);
+		else
+			send_stream(r.fd, e.fd, e.path);
+		close(e.fd);
+		pend[npend].id = ++id;
+		pend[npend].path = strdup(e.path);
+		npend++;
+	}
+	send_cmd(r.fd, "zEND");
+	while (npend && read_reply(&r, line, sizeof(line)))
+		session_reply(o, t, pend, &npend, line);
+	if (npend)
+		die(EXIT_USAGE, "scanengined closed the session before answering every file");
+	close(r.fd);
+	walk_free(w);
+	if (t->infected == before_inf && t->errors == before_err) {
+		result(o, t, abs, "OK");
+		t->files--;
+	}
+}
+
+static int cmd_scan(struct opts *o, int argc, char **argv)
+{
+	static const struct option lopts[] = {
+		{ "fdpass", no_argument, NULL, 'f' },
+		{ "stream", no_argument, NULL, 's' },
+		{ "multiscan", no_argument, NULL, 'm' },
+		{ 0 },
+	};
+	struct tally t = { 0 };
+	struct timespec t0, t1;
+	int c;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "fsm", lopts, NULL)) != -1) {
+		if (c == 'f')
+			o->mode = MODE_FDPASS;
+		else if (c == 's')
+			o->mode = MODE_STREAM;
+		else if (c == 'm')
+			o->multiscan = true;
+		else
+			return EXIT_USAGE;
+	}
+	if (optind >= argc)
+		die(EXIT_USAGE, "scan: which paths? (scanctl scan PATH...)");
+	if (o->json)
+		t.results = json_object_new_array();
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (int i = optind; i < argc; i++) {
+		char abs[PATH_MAX];
+		struct stat st;
+
+		if (argv[i][0] == '/') {
+			util_strlcpy(abs, argv[i], sizeof(abs));
+		} else {
+			char cwd[PATH_MAX];
+
+			if (!getcwd(cwd, sizeof(cwd)))
+				die(EXIT_USAGE, "getcwd: %s", strerror(errno));
+			if (snprintf(abs, sizeof(abs), "%s/%s", cwd, argv[i]) >= (int)sizeof(abs))
+				die(EXIT_USAGE, "%s: path too long", argv[i]);
+		}
+		if (lstat(abs, &st) < 0) {
+			char msg[300];
+
+			snprintf(msg, sizeof(msg), "Can't access file: %s. ERROR", strerror(errno));
+			result(o, &t, abs, msg);
+			continue;
+		}
+		if (o->mode == MODE_PATH)
+			scan_by_path(o, &t, abs);
+		else
+			scan_by_session(o, &t, abs);
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+
+	if (o->json) {
+		struct json_object *out = json_object_new_object();
+
+		json_object_object_add(out, "results", t.results);
+		json_object_object_add(out, "scanned_files", json_object_new_int64((int64_t)t.files));
+		json_object_object_add(out, "infected_files",
+				       json_object_new_int64((int64_t)t.infected));
+		json_object_object_add(out, "errors", json_object_new_int64((int64_t)t.errors));
+		json_object_object_add(out, "seconds", json_object_new_double(secs));
+		printf("%s\n", json_object_to_json_string_ext(out, JSON_C_TO_STRING_PRETTY));
+		json_object_put(out);
+	} else {
+		printf("\n----------- SCAN SUMMARY -----------\n");
+		printf("Infected files: %lu\n", t.infected);
+		if (t.errors)
+			printf("Total errors: %lu\n", t.errors);
+		printf("Time: %.3f sec\n", secs);
+	}
+	return (t.infected || t.errors) ? EXIT_FOUND : 0;
+}
+
+static void print_kv(const char *k, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void print_kv(const char *k, const char *fmt, ...)
+{
+	va_list ap;
+
+	printf("%-22s ", k);
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	putchar('\n');
+}
+
+static const char *jstr(struct json_object *o, const char *k)
+{
+	struct json_object *v;
+
+	return json_object_object_get_ex(o, k, &v) ? json_object_get_string(v) : "-";
+}
+
+static long long jint(struct json_object *o, const char *k)
+{
+	struct json_object *v;
+
+	return json_object_object_get_ex(o, k, &v) ? json_object_get_int64(v) : 0;
+}
+
+static int cmd_status(const struct opts *o)
+{
+	char reply[65536];
+	struct json_object *st, *defs = NULL;
+	long long up;
+
+	simple_command(o, "zSTATUS", reply, sizeof(reply));
+	if (ends_with(reply, " ERROR"))
+		die(EXIT_FOUND, "%s", reply);
+	st = json_tokener_parse(reply);
+	if (!st)
+		die(EXIT_FOUND, "unexpected STATUS reply: %.200s", reply);
+	if (o->json) {
+		printf("%s\n", json_object_to_json_string_ext(st, JSON_C_TO_STRING_PRETTY));
+		json_object_put(st);
+		return 0;
+	}
+	json_object_object_get_ex(st, "definitions", &defs);
+	up = jint(st, "uptime_seconds");
+	print_kv("service", "scanengined %s, pid %lld, up %lldd %02lld:%02lld:%02lld", jstr(st, "version"),
+		 jint(st, "pid"), up / 86400, up / 3600 % 24, up / 60 % 60, up % 60);
+	print_kv("socket", "%s", jstr(st, "socket"));
+	if (defs && json_object_get_boolean(json_object_object_get(defs, "loaded"))) {
+		print_kv("definitions", "%lld signatures, version %lld, loaded in %lld ms",
+			 jint(defs, "signatures"), jint(defs, "database_version"),
+			 jint(defs, "load_ms"));
+		print_kv("engine", "libclamav %s, %lld KiB resident", jstr(defs, "libclamav"),
+			 jint(defs, "engine_rss_kib"));
+	} else {
+		print_kv("definitions", "NOT LOADED");
+	}
+	print_kv("database directory", "%s", jstr(st, "database_directory"));
+	print_kv("scan user", "%s%s", jstr(st, "scan_user"),
+		 json_object_get_boolean(json_object_object_get(st, "scan_user_missing"))
+			 ? " (MISSING: scanning as root)"
+			 : "");
+	print_kv("workers", "%lld alive of %lld (%lld busy), queue %lld", jint(st, "workers_alive"),
+		 jint(st, "workers_configured"), jint(st, "workers_busy"), jint(st, "queue"));
+	print_kv("scans", "%lld total: %lld clean, %lld found, %lld errors", jint(st, "jobs"),
+		 jint(st, "clean"), jint(st, "found"), jint(st, "errors"));
+	print_kv("worker crashes", "%lld (%lld over MaxScanTime), %lld respawns, %lld retries",
+		 jint(st, "worker_crashes"), jint(st, "worker_timeouts"),
+		 jint(st, "worker_respawns"), jint(st, "retries"));
+	print_kv("reloads", "%lld (engine loads %lld, failures %lld)", jint(st, "reloads"),
+		 jint(st, "engine_loads"), jint(st, "engine_load_failures"));
+	if (strcmp(jstr(st, "last_load_error"), "-"))
+		print_kv("last load error", "%s", jstr(st, "last_load_error"));
+	print_kv("connections", "%lld", jint(st, "connections"));
+	json_object_put(st);
+	return 0;
+}
+
+static int cmd_simple(const struct opts *o, const char *cmd, const char *expect)
+{
+	char reply[4096];
+
+	simple_command(o, cmd, reply, sizeof(reply));
+	if (o->json) {
+		struct json_object *out = json_object_new_object();
+
+		json_object_object_add(out, "reply", json_object_new_string(reply));
+		json_object_object_add(out, "ok", json_object_new_boolean(
+							 !expect || !strncmp(reply, expect, strlen(expect))));
+		printf("%s\n", json_object_to_json_string_ext(out, JSON_C_TO_STRING_PRETTY));
+		json_object_put(out);
+	} else {
+		printf("%s\n", reply);
+	}
+	return (!expect || !strncmp(reply, expect, strlen(expect))) ? 0 : EXIT_FOUND;
+}
+
+static int cmd_shutdown(const struct opts *o)
+{
+	struct reader r = { .fd = connect_service(o) };
+	char reply[1024];
+
+	send_cmd(r.fd, "zSHUTDOWN");
+	/* The service answers a refusal; on success it just closes. */
+	if (read_reply(&r, reply, sizeof(reply))) {
+		fprintf(stderr, "%s: %s\n", prog, reply);
+		return EXIT_FOUND;
+	}
+	close(r.fd);
+	if (!o->json)
+		printf("scanengined is shutting down\n");
+	else
+		printf("{ \"ok\": true }\n");
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option lopts[] = {
+		{ "socket", required_argument, NULL, 's' },
+		{ "config-file", required_argument, NULL, 'c' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ 0 },
+	};
+	struct opts o = { 0 };
+	const char *config = NULL;
+	struct config cfg = { 0 };
+	char err[CONFIG_ERR_MAX];
+	struct stat st;
+	const char *cmd;
+	int c, ret;
+
+	/* '+': options after the command belong to the command */
+	while ((c = getopt_long(argc, argv, "+s:c:jhV", lopts, NULL)) != -1) {
+		switch (c) {
+		case 's':
+			o.socket = optarg;
+			break;
+		case 'c':
+			config = optarg;
+			break;
+		case 'j':
+			o.json = true;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		case 'V':
+			printf("scanctl %s\n", SCANENGINE_VERSION);
+			return 0;
+		default:
+			usage(stderr);
+			return EXIT_USAGE;
+		}
+	}
+	if (optind >= argc) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	if (!config && !o.socket && stat(CONFIG_DEFAULT_PATH, &st) == 0)
+		config = CONFIG_DEFAULT_PATH;
+	if (config_load(&cfg, config, err) < 0)
+		die(EXIT_USAGE, "%s", err);
+	if (!o.socket)
+		o.socket = cfg.local_socket;
+	cmd = argv[optind];
+	argc -= optind;
+	argv += optind;
+	/* a trailing --json after the command is accepted too */
+	for (int i = 1; i < argc; i++)
+		if (!strcmp(argv[i], "--json")) {
+			o.json = true;
+			memmove(&argv[i], &argv[i + 1], (size_t)(argc - i) * sizeof(char *));
+			argc--;
+			i--;
+		}
+	if (!strcmp(cmd, "scan"))
+		ret = cmd_scan(&o, argc, argv);
+	else if (argc > 1)
+		die(EXIT_USAGE, "%s takes no arguments", cmd);
+	else if (!strcmp(cmd, "status"))
+		ret = cmd_status(&o);
+	else if (!strcmp(cmd, "ping"))
+		ret = cmd_simple(&o, "zPING", "PONG");
+	else if (!strcmp(cmd, "version"))
+		ret = cmd_simple(&o, "zVERSION", NULL);
+	else if (!strcmp(cmd, "reload"))
+		ret = cmd_simple(&o, "zRELOAD", "RELOADING");
+	else if (!strcmp(cmd, "shutdown"))
+		ret = cmd_shutdown(&o);
+	else {
+		fprintf(stderr, "%s: unknown command '%s'\n", prog, cmd);
+		usage(stderr);
+		ret = EXIT_USAGE;
+	}
+	config_free(&cfg);
+	return ret;
+}

@@ -1,0 +1,398 @@
+/* engine: the only module that speaks libclamav. */
+#include "scanengine/engine.h"
+#include "common/log.h"
+#include "common/util.h"
+
+#include <clamav.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+struct engine {
+	struct cl_engine *cl;
+	struct cl_scan_options opts;
+};
+
+/* Per-scan state reached from libclamav's callbacks through the context
+ * pointer of cl_scandesc_callback. */
+struct scan_ctx {
+	struct engine_result *res;
+};
+
+/* libclamav reports load errors only through the global message callback,
+ * which has no context at load time: keep the last error here. */
+static char last_clmsg[512];
+
+static void clmsg_cb(enum cl_msg severity, const char *fullmsg, const char *msg, void *context)
+{
+	size_t len;
+
+	(void)fullmsg;
+	(void)context;
+	if (!msg)
+		return;
+	if (severity == CL_MSG_ERROR)
+		util_strlcpy(last_clmsg, msg, sizeof(last_clmsg));
+	len = strlen(msg);
+	while (len && (msg[len - 1] == '\n' || msg[len - 1] == ' '))
+		len--;
+	switch (severity) {
+	case CL_MSG_ERROR:
+		log_error("libclamav: %.*s", (int)len, msg);
+		break;
+	case CL_MSG_WARN:
+		log_warn("libclamav: %.*s", (int)len, msg);
+		break;
+	default:
+		log_debug("libclamav: %.*s", (int)len, msg);
+		break;
+	}
+}
+
+static void virus_found_cb(int fd, const char *virname, void *context)
+{
+	struct scan_ctx *sc = context;
+	struct engine_result *r;
+
+	(void)fd;
+	if (!sc || !virname)
+		return;
+	r = sc->res;
+	if (r->nnames >= MSG_RESULT_MAX_NAMES)
+		return;
+	/* libclamav may report the same name twice in all-match mode (e.g.
+	 * the file and an embedded copy); clamd prints each report. */
+	util_strlcpy(r->names[r->nnames++], virname, sizeof(r->names[0]));
+}
+
+int engine_global_init(char *err)
+{
+	cl_error_t rc;
+
+	cl_set_clcb_msg(clmsg_cb);
+	rc = cl_init(CL_INIT_DEFAULT);
+	if (rc != CL_SUCCESS) {
+		snprintf(err, 256, "cannot initialise libclamav: %s", cl_strerror(rc));
+		return -EIO;
+	}
+	return 0;
+}
+
+const char *engine_version(void)
+{
+	return cl_retver();
+}
+
+static int cl_to_errno(cl_error_t rc)
+{
+	switch (rc) {
+	case CL_SUCCESS:
+		return 0;
+	case CL_EMEM:
+	case CL_EMAP:
+		return ENOMEM;
+	case CL_EOPEN:
+	case CL_ESTAT:
+		return errno == EACCES ? EACCES : ENOENT;
+	case CL_EACCES:
+		return EACCES;
+	case CL_ETIMEOUT:
+		return ETIMEDOUT;
+	default:
+		return EINVAL;
+	}
+}
+
+struct limit {
+	enum cl_engine_field field;
+	size_t off; /* offset in struct config */
+	int is64;
+};
+
+#define LIM32(f, m) { f, offsetof(struct config, m), 0 }
+#define LIM64(f, m) { f, offsetof(struct config, m), 1 }
+
+static const struct limit limits[] = {
+	LIM64(CL_ENGINE_MAX_SCANSIZE, max_scan_size),
+	LIM64(CL_ENGINE_MAX_FILESIZE, max_file_size),
+	LIM32(CL_ENGINE_MAX_RECURSION, max_recursion),
+	LIM32(CL_ENGINE_MAX_FILES, max_files),
+	LIM64(CL_ENGINE_MAX_EMBEDDEDPE, max_embedded_pe),
+	LIM64(CL_ENGINE_MAX_HTMLNORMALIZE, max_html_normalize),
+	LIM64(CL_ENGINE_MAX_HTMLNOTAGS, max_html_notags),
+	LIM64(CL_ENGINE_MAX_SCRIPTNORMALIZE, max_script_normalize),
+	LIM64(CL_ENGINE_MAX_ZIPTYPERCG, max_zip_type_rcg),
+	LIM32(CL_ENGINE_MAX_PARTITIONS, max_partitions),
+	LIM32(CL_ENGINE_MAX_ICONSPE, max_icons_pe),
+	LIM32(CL_ENGINE_MAX_RECHWP3, max_rec_hwp3),
+	LIM32(CL_ENGINE_MAX_SCANTIME, max_scan_time),
+	LIM64(CL_ENGINE_PCRE_MATCH_LIMIT, pcre_match_limit),
+	LIM64(CL_ENGINE_PCRE_RECMATCH_LIMIT, pcre_rec_match_limit),
+	LIM64(CL_ENGINE_PCRE_MAX_FILESIZE, pcre_max_file_size),
+	LIM32(CL_ENGINE_BYTECODE_TIMEOUT, bytecode_timeout),
+};
+
+struct flag {
+	size_t off; /* bool in struct config */
+	uint32_t *(*word)(struct cl_scan_options *o);
+	uint32_t bit;
+};
+
+static uint32_t *w_general(struct cl_scan_options *o)
+{
+	return &o->general;
+}
+static uint32_t *w_parse(struct cl_scan_options *o)
+{
+	return &o->parse;
+}
+static uint32_t *w_heur(struct cl_scan_options *o)
+{
+	return &o->heuristic;
+}
+static uint32_t *w_mail(struct cl_scan_options *o)
+{
+	return &o->mail;
+}
+
+#define FLAG(m, w, b) { offsetof(struct config, m), w, b }
+
+/* clamd.conf switch -> scan option bit, as clamd maps them. */
+static const struct flag flags[] = {
+	FLAG(heuristic_alerts, w_general, CL_SCAN_GENERAL_HEURISTICS),
+	FLAG(heuristic_scan_precedence, w_general, CL_SCAN_GENERAL_HEURISTIC_PRECEDENCE),
+	FLAG(scan_archive, w_parse, CL_SCAN_PARSE_ARCHIVE),
+	FLAG(scan_elf, w_parse, CL_SCAN_PARSE_ELF),
+	FLAG(scan_pdf, w_parse, CL_SCAN_PARSE_PDF),
+	FLAG(scan_swf, w_parse, CL_SCAN_PARSE_SWF),
+	FLAG(scan_hwp3, w_parse, CL_SCAN_PARSE_HWP3),
+	FLAG(scan_xmldocs, w_parse, CL_SCAN_PARSE_XMLDOCS),
+	FLAG(scan_mail, w_parse, CL_SCAN_PARSE_MAIL),
+	FLAG(scan_ole2, w_parse, CL_SCAN_PARSE_OLE2),
+	FLAG(scan_html, w_parse, CL_SCAN_PARSE_HTML),
+	FLAG(scan_pe, w_parse, CL_SCAN_PARSE_PE),
+	FLAG(scan_onenote, w_parse, CL_SCAN_PARSE_ONENOTE),
+	FLAG(scan_image, w_parse, CL_SCAN_PARSE_IMAGE),
+	FLAG(scan_image_fuzzy_hash, w_parse, CL_SCAN_PARSE_IMAGE_FUZZY_HASH),
+	FLAG(alert_broken_executables, w_heur, CL_SCAN_HEURISTIC_BROKEN),
+	FLAG(alert_broken_media, w_heur, CL_SCAN_HEURISTIC_BROKEN_MEDIA),
+	FLAG(alert_exceeds_max, w_heur, CL_SCAN_HEURISTIC_EXCEEDS_MAX),
+	FLAG(alert_phishing_ssl_mismatch, w_heur, CL_SCAN_HEURISTIC_PHISHING_SSL_MISMATCH),
+	FLAG(alert_phishing_cloak, w_heur, CL_SCAN_HEURISTIC_PHISHING_CLOAK),
+	FLAG(alert_ole2_macros, w_heur, CL_SCAN_HEURISTIC_MACROS),
+	FLAG(alert_encrypted_archive, w_heur, CL_SCAN_HEURISTIC_ENCRYPTED_ARCHIVE),
+	FLAG(alert_encrypted_doc, w_heur, CL_SCAN_HEURISTIC_ENCRYPTED_DOC),
+	FLAG(alert_encrypted, w_heur,
+	     CL_SCAN_HEURISTIC_ENCRYPTED_ARCHIVE | CL_SCAN_HEURISTIC_ENCRYPTED_DOC),
+	FLAG(alert_partition_intersection, w_heur, CL_SCAN_HEURISTIC_PARTITION_INTXN),
+	FLAG(scan_partial_messages, w_mail, CL_SCAN_MAIL_PARTIAL_MESSAGE),
+};
+
+static bool cfg_bool(const struct config *cfg, size_t off)
+{
+	return *(const bool *)((const char *)cfg + off);
+}
+
+static int apply_settings(struct engine *e, const struct config *cfg, const char *tmpdir, char *err)
+{
+	cl_error_t rc;
+
+	for (size_t i = 0; i < SE_ARRAY_SIZE(limits); i++) {
+		const char *p = (const char *)cfg + limits[i].off;
+		long long v = limits[i].is64 ? (long long)*(const uint64_t *)p
+					     : (long long)*(const unsigned int *)p;
+
+		rc = cl_engine_set_num(e->cl, limits[i].field, v);
+		if (rc != CL_SUCCESS) {
+			snprintf(err, 512, "cannot set engine limit %d: %s", (int)limits[i].field,
+				 cl_strerror(rc));
+			return -EINVAL;
+		}
+	}
+	cl_engine_set_num(e->cl, CL_ENGINE_BYTECODE_SECURITY,
+			  cfg->bytecode_security ? CL_BYTECODE_TRUST_NOTHING
+						 : CL_BYTECODE_TRUST_SIGNED);
+	if (cfg->force_to_disk)
+		cl_engine_set_num(e->cl, CL_ENGINE_FORCETODISK, 1);
+	if (cfg->disable_cache)
+		cl_engine_set_num(e->cl, CL_ENGINE_DISABLE_CACHE, 1);
+	if (cfg->leave_temporary_files)
+		cl_engine_set_num(e->cl, CL_ENGINE_KEEPTMP, 1);
+	if (cfg->disable_cert_check)
+		cl_engine_set_num(e->cl, CL_ENGINE_DISABLE_PE_CERTS, 1);
+	if (tmpdir && cl_engine_set_str(e->cl, CL_ENGINE_TMPDIR, tmpdir) != CL_SUCCESS) {
+		snprintf(err, 512, "cannot set TemporaryDirectory %s", tmpdir);
+		return -EINVAL;
+	}
+
+	memset(&e->opts, 0, sizeof(e->opts));
+	for (size_t i = 0; i < SE_ARRAY_SIZE(flags); i++)
+		if (cfg_bool(cfg, flags[i].off))
+			*flags[i].word(&e->opts) |= flags[i].bit;
+	return 0;
+}
+
+/* Name the first database file that is not readable, so "unreadable
+ * definitions" is reported as exactly that instead of libclamav's generic
+ * load error. */
+static int check_readable(const char *dir, char *err)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	int ret = 0;
+
+	if (!d) {
+		snprintf(err, 512, "DatabaseDirectory %s: %s", dir, strerror(errno));
+		return -errno;
+	}
+	while ((de = readdir(d))) {
+		char path[4096];
+		int fd;
+
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+		if (fd < 0) {
+			ret = -errno;
+			snprintf(err, 512, "cannot read definitions file %.400s: %s", path,
+				 strerror(errno));
+			break;
+		}
+		close(fd);
+	}
+	closedir(d);
+	return ret;
+}
+
+struct engine *engine_load(const struct config *cfg, const char *tmpdir, struct msg_engine_info *info,
+			   char *err)
+{
+	struct engine *e;
+	unsigned int sigs = 0, dbopts = CL_DB_STDOPT;
+	uint64_t t0 = util_now_ms();
+	cl_error_t rc;
+	int r, eno = EINVAL;
+
+	memset(info, 0, sizeof(*info));
+	e = calloc(1, sizeof(*e));
+	if (!e) {
+		snprintf(err, 512, "out of memory creating the engine");
+		errno = ENOMEM;
+		return NULL;
+	}
+	e->cl = cl_engine_new();
+	if (!e->cl) {
+		snprintf(err, 512, "out of memory creating the engine");
+		eno = ENOMEM;
+		goto err_free;
+	}
+	r = apply_settings(e, cfg, tmpdir, err);
+	if (r < 0) {
+		eno = -r;
+		goto err_free;
+	}
+	r = check_readable(cfg->database_dir, err);
+	if (r < 0) {
+		eno = -r;
+		goto err_free;
+	}
+	if (!cfg->bytecode)
+		dbopts &= ~(unsigned int)CL_DB_BYTECODE;
+	if (cfg->detect_pua)
+		dbopts |= CL_DB_PUA;
+	if (!cfg->phishing_signatures)
+		dbopts &= ~(unsigned int)CL_DB_PHISHING;
+	if (!cfg->phishing_scan_urls)
+		dbopts &= ~(unsigned int)CL_DB_PHISHING_URLS;
+	last_clmsg[0] = '\0';
+	rc = cl_load(cfg->database_dir, e->cl, &sigs, dbopts);
+	if (rc != CL_SUCCESS) {
+		eno = cl_to_errno(rc);
+		snprintf(err, 512, "cannot load definitions from %s: %s%s%s", cfg->database_dir,
+			 cl_strerror(rc), last_clmsg[0] ? ": " : "", last_clmsg);
+		goto err_free;
+	}
+	if (sigs == 0) {
+		snprintf(err, 512, "no signatures found in %s", cfg->database_dir);
+		eno = ENOENT;
+		goto err_free;
+	}
+	rc = cl_engine_compile(e->cl);
+	if (rc != CL_SUCCESS) {
+		eno = cl_to_errno(rc);
+		snprintf(err, 512, "cannot compile definitions from %s: %s%s%s",
+			 cfg->database_dir, cl_strerror(rc), last_clmsg[0] ? ": " : "",
+			 last_clmsg);
+		goto err_free;
+	}
+	info->sigs = sigs;
+	info->db_version = (uint32_t)cl_engine_get_num(e->cl, CL_ENGINE_DB_VERSION, NULL);
+	info->db_time = (int64_t)cl_engine_get_num(e->cl, CL_ENGINE_DB_TIME, NULL);
+	info->flevel = cl_retflevel();
+	info->load_ms = (uint32_t)(util_now_ms() - t0);
+	util_strlcpy(info->version, cl_retver(), sizeof(info->version));
+	cl_engine_set_clcb_virus_found(e->cl, virus_found_cb);
+	return e;
+
+err_free:
+	engine_free(e);
+	errno = eno;
+	return NULL;
+}
+
+int engine_set_tmpdir(struct engine *e, const char *dir)
+{
+	if (cl_engine_set_str(e->cl, CL_ENGINE_TMPDIR, dir) != CL_SUCCESS)
+		return -EINVAL;
+	return 0;
+}
+
+int engine_scan(struct engine *e, int fd, bool allmatch, struct engine_result *res)
+{
+	struct cl_scan_options opts = e->opts;
+	struct scan_ctx sc = { .res = res };
+	const char *virname = NULL;
+	unsigned long scanned = 0;
+	cl_error_t rc;
+
+	memset(res, 0, sizeof(*res));
+	if (allmatch)
+		opts.general |= CL_SCAN_GENERAL_ALLMATCHES;
+	if (lseek(fd, 0, SEEK_SET) < 0 && errno != ESPIPE) {
+		/* a descriptor handed over at an offset still scans from 0 */
+	}
+	rc = cl_scandesc_callback(fd, NULL, &virname, &scanned, e->cl, &opts, &sc);
+	res->scanned_bytes = (uint64_t)scanned * CL_COUNT_PRECISION;
+	switch (rc) {
+	case CL_CLEAN:
+		/* In all-match mode libclamav returns CL_CLEAN with matches
+		 * reported only through the callback. */
+		res->verdict = res->nnames ? VERDICT_VIRUS : VERDICT_CLEAN;
+		break;
+	case CL_VIRUS:
+		res->verdict = VERDICT_VIRUS;
+		if (!res->nnames && virname)
+			util_strlcpy(res->names[res->nnames++], virname, sizeof(res->names[0]));
+		break;
+	default:
+		res->verdict = VERDICT_ERROR;
+		util_strlcpy(res->error, cl_strerror(rc), sizeof(res->error));
+		break;
+	}
+	return 0;
+}
+
+void engine_free(struct engine *e)
+{
+	if (!e)
+		return;
+	if (e->cl)
+		cl_engine_free(e->cl);
+	free(e);
+}

@@ -1,0 +1,51 @@
+/* engine: the only module that speaks libclamav. cl_error_t values are
+ * converted to -errno or to messages here and nowhere else. */
+#ifndef SE_SCANENGINE_ENGINE_H
+#define SE_SCANENGINE_ENGINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/config.h"
+#include "scanengine/msgs.h"
+
+struct engine;
+
+struct engine_result {
+	enum msg_verdict verdict;
+	unsigned int nnames;
+	char names[MSG_RESULT_MAX_NAMES][128]; /* signature names, in match order */
+	char error[256];                       /* for VERDICT_ERROR */
+	uint64_t scanned_bytes;
+};
+
+/* engine_global_init: cl_init once per process. Returns 0 or -EIO with a
+ * message in err[256]. */
+int engine_global_init(char *err);
+
+/* engine_load: create an engine with the limits and switches of cfg, load
+ * every database in cfg->database_dir, compile it, and fill info. Scratch
+ * files go to tmpdir. Returns the engine or NULL with a one-line reason in
+ * err[512] and errno set (ENOENT missing files, EACCES unreadable, ENOMEM,
+ * EINVAL malformed databases). Free with engine_free. */
+struct engine *engine_load(const struct config *cfg, const char *tmpdir, struct msg_engine_info *info,
+			   char *err);
+
+/* engine_set_tmpdir: point scratch files at dir (each worker has its own;
+ * the engine struct is a private copy-on-write page in each). Returns 0 or
+ * -errno. */
+int engine_set_tmpdir(struct engine *e, const char *dir);
+
+/* engine_scan: scan the open file fd. allmatch reports every signature that
+ * matches instead of the first. Returns 0 with res filled (including scan
+ * errors, which are a verdict, not a failure of the call). */
+int engine_scan(struct engine *e, int fd, bool allmatch, struct engine_result *res);
+
+/* engine_free: release the engine (NULL ok). */
+void engine_free(struct engine *e);
+
+/* engine_version: libclamav's version string. */
+const char *engine_version(void);
+
+#endif

@@ -1,0 +1,973 @@
+/* pool: the supervisor's side of the engine processes (see pool.h). */
+#include "scanengine/pool.h"
+#include "common/ipc.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "scanengine/zygote.h"
+
+#include <errno.h>
+#include <json-c/json.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* A job is tried on at most this many workers: the first death may be bad
+ * luck (a worker killed from outside), the second says the file kills it. */
+#define JOB_MAX_ATTEMPTS 2
+#define SPAWN_TIMEOUT_MS 30000
+#define UNKNOWN_DEATHS 16
+
+enum gen_state {
+	GEN_LOADING,
+	GEN_ACTIVE,
+	GEN_DRAINING,
+	GEN_DEAD,
+};
+
+static const char *const gen_state_names[] = {
+	[GEN_LOADING] = "loading",
+	[GEN_ACTIVE] = "active",
+	[GEN_DRAINING] = "draining",
+	[GEN_DEAD] = "dead",
+};
+
+enum worker_state {
+	WK_EMPTY,    /* no process; waiting for its (throttled) spawn */
+	WK_SPAWNING, /* asked the zygote; waiting for its pid and READY */
+	WK_IDLE,
+	WK_BUSY,
+	WK_DYING, /* killed or retired; waiting to reap it */
+};
+
+struct generation;
+
+struct worker {
+	struct generation *gen;
+	unsigned int slot;
+	enum worker_state state;
+	pid_t pid;          /* 0 until the zygote reported it */
+	bool ready;         /* the worker said READY (sandbox entered) */
+	bool retiring;      /* we asked it to exit: its death is no crash */
+	bool timed_out;     /* we killed it for MaxScanTime */
+	int sock;
+	struct ev_handler ev;
+	struct job *job;
+	uint64_t spawn_ms;
+	uint64_t prev_death_ms; /* when the slot's previous process died */
+	pid_t prev_pid;
+};
+
+struct generation {
+	struct pool *pool;
+	unsigned int id;
+	enum gen_state state;
+	pid_t zpid;
+	int zsock;
+	struct ev_handler zev;
+	bool zygote_exited;
+	struct msg_engine_info info;
+	uint64_t start_ms;
+	unsigned int nworkers;
+	struct worker *workers;
+	struct generation *next;
+};
+
+struct pool {
+	const struct config *cfg;
+	const struct sandbox_identity *id;
+	struct evloop *ev;
+	struct pool_hooks hooks;
+
+	struct generation *gens; /* newest first */
+	struct generation *active;
+	unsigned int next_gen;
+
+	struct job *qhead, *qtail;
+	unsigned int queued;
+	uint64_t next_job_id;
+	uint64_t last_respawn_ms;
+	bool shutting_down;
+
+	struct {
+		pid_t pid;
+		int status;
+	} unknown[UNKNOWN_DEATHS];
+	unsigned int nunknown;
+
+	struct {
+		uint64_t jobs, clean, found, errors, crashes, timeouts, retries, respawns;
+		uint64_t engine_loads, load_failures;
+	} st;
+	char last_load_error[512];
+};
+
+static void worker_kill(struct worker *w, const char *why);
+static void pool_dispatch(struct pool *p);
+
+/* ---- job queue ------------------------------------------------------- */
+
+static void queue_push(struct pool *p, struct job *j, bool front)
+{
+	j->prev = j->next = NULL;
+	if (!p->qhead) {
+		p->qhead = p->qtail = j;
+	} else if (front) {
+		j->next = p->qhead;
+		p->qhead->prev = j;
+		p->qhead = j;
+	} else {
+		j->prev = p->qtail;
+		p->qtail->next = j;
+		p->qtail = j;
+	}
+	p->queued++;
+}
+
+static void queue_remove(struct pool *p, struct job *j)
+{
+	if (j->prev)
+		j->prev->next = j->next;
+	else
+		p->qhead = j->next;
+	if (j->next)
+		j->next->prev = j->prev;
+	else
+		p->qtail = j->prev;
+	j->prev = j->next = NULL;
+	p->queued--;
+}
+
+static void job_finish(struct pool *p, struct job *j, const struct job_result *r)
+{
+	int fd = j->fd;
+
+	switch (r->verdict) {
+	case VERDICT_CLEAN:
+		p->st.clean++;
+		break;
+	case VERDICT_VIRUS:
+		p->st.found++;
+		break;
+	default:
+		p->st.errors++;
+		break;
+	}
+	j->worker = NULL;
+	j->done(j, r); /* may free j */
+	if (fd >= 0)
+		close(fd);
+}
+
+static void job_fail(struct pool *p, struct job *j, const char *why)
+{
+	struct job_result r = { .verdict = VERDICT_ERROR, .error = why };
+
+	job_finish(p, j, &r);
+}
+
+/* ---- generations and zygotes ------------------------------------------ */
+
+static struct worker *find_worker(struct pool *p, pid_t pid)
+{
+	for (struct generation *g = p->gens; g; g = g->next)
+		for (unsigned int i = 0; i < g->nworkers; i++)
+			if (g->workers[i].pid == pid && g->workers[i].state != WK_EMPTY)
+				return &g->workers[i];
+	return NULL;
+}
+
+static void zygote_close(struct generation *g)
+{
+	if (g->zsock >= 0) {
+		evloop_del(g->pool->ev, &g->zev);
+		util_close(&g->zsock);
+	}
+}
+
+static bool gen_has_workers(const struct generation *g)
+{
+	for (unsigned int i = 0; i < g->nworkers; i++)
+		if (g->workers[i].state != WK_EMPTY)
+			return true;
+	return false;
+}
+
+/* Free generations that have nothing left running. */
+static void gens_collect(struct pool *p)
+{
+	struct generation **pp = &p->gens;
+
+	while (*pp) {
+		struct generation *g = *pp;
+
+		if ((g->state == GEN_DEAD || g->state == GEN_DRAINING) && g->zygote_exited &&
+		    !gen_has_workers(g)) {
+			if (g->state == GEN_DRAINING)
+				log_info("generation %u retired", g->id);
+			zygote_close(g);
+			*pp = g->next;
+			free(g->workers);
+			free(g);
+			continue;
+		}
+		pp = &g->next;
+	}
+}
+
+static void worker_spawn(struct worker *w)
+{
+	struct generation *g = w->gen;
+	struct pool *p = g->pool;
+	int sv[2], r;
+
+	if (g->zsock < 0 || g->zygote_exited)
+		return;
+	r = ipc_pair(sv);
+	if (r < 0) {
+		log_error("cannot create a worker socket: %s", strerror(-r));
+		return;
+	}
+	r = ipc_send(g->zsock, MSG_ZY_SPAWN, w->slot, NULL, 0, sv[1]);
+	close(sv[1]);
+	if (r < 0) {
+		log_error("cannot ask the engine for a worker: %s", strerror(-r));
+		close(sv[0]);
+		return;
+	}
+	util_set_nonblock(sv[0], true);
+	w->sock = sv[0];
+	w->ev.fd = sv[0];
+	w->state = WK_SPAWNING;
+	w->pid = 0;
+	w->ready = w->retiring = w->timed_out = false;
+	w->spawn_ms = util_now_ms();
+	if (w->prev_death_ms) {
+		p->last_respawn_ms = w->spawn_ms;
+		p->st.respawns++;
+	}
+	evloop_add(p->ev, &w->ev, EPOLLIN);
+}
+
+/* Retire generation g: idle workers exit now (EOF on their socket), busy
+ * ones after their job; the zygote exits on EOF too. */
+static void gen_retire(struct generation *g)
+{
+	g->state = GEN_DRAINING;
+	zygote_close(g);
+	for (unsigned int i = 0; i < g->nworkers; i++) {
+		struct worker *w = &g->workers[i];
+
+		if (w->state == WK_IDLE || w->state == WK_SPAWNING)
+			worker_kill(w, NULL);
+	}
+}
+
+static void gen_activate(struct generation *g)
+{
+	struct pool *p = g->pool;
+	struct generation *old = p->active;
+
+	g->state = GEN_ACTIVE;
+	p->active = g;
+	p->st.engine_loads++;
+	p->last_load_error[0] = '\0';
+	log_info("definitions loaded: %u signatures, version %u, in %u ms (engine pid %d, %llu "
+		 "KiB); generation %u active",
+		 g->info.sigs, g->info.db_version, g->info.load_ms, (int)g->zpid,
+		 (unsigned long long)g->info.rss_kb, g->id);
+	if (old)
+		gen_retire(old);
+	for (unsigned int i = 0; i < g->nworkers; i++)
+		worker_spawn(&g->workers[i]);
+	if (p->hooks.engine_ready)
+		p->hooks.engine_ready(p->hooks.arg, &g->info);
+}
+
+static void gen_failed(struct generation *g, const char *why)
+{
+	struct pool *p = g->pool;
+
+	if (g->state != GEN_LOADING)
+		return;
+	g->state = GEN_DEAD;
+	p->st.load_failures++;
+	util_strlcpy(p->last_load_error, why, sizeof(p->last_load_error));
+	zygote_close(g);
+	if (g->zpid > 0 && !g->zygote_exited)
+		kill(g->zpid, SIGKILL);
+	log_error("definitions not loaded: %s%s", why,
+		  p->active ? "; the previous definitions stay active" : "");
+	if (p->hooks.engine_failed)
+		p->hooks.engine_failed(p->hooks.arg, why);
+}
+
+static int on_zy_ready(void *ctx, struct ipc_msg *m)
+{
+	struct generation *g = ctx;
+
+	if (g->state != GEN_LOADING)
+		return -EPROTO;
+	memcpy(&g->info, m->payload, sizeof(g->info));
+	g->info.version[sizeof(g->info.version) - 1] = '\0';
+	gen_activate(g);
+	return 0;
+}
+
+static int on_zy_failed(void *ctx, struct ipc_msg *m)
+{
+	gen_failed(ctx, (const char *)m->payload);
+	return 0;
+}
+
+static void worker_death(struct worker *w, int status);
+
+static int on_zy_spawned(void *ctx, struct ipc_msg *m)
+{
+	struct generation *g = ctx;
+	struct pool *p = g->pool;
+	struct msg_spawned sp;
+	struct worker *w;
+
+	memcpy(&sp, m->payload, sizeof(sp));
+	if (m->hdr.id >= g->nworkers)
+		return -EPROTO;
+	w = &g->workers[m->hdr.id];
+	if (w->state != WK_SPAWNING && w->state != WK_DYING)
+		return 0; /* a retired slot: the worker exits on EOF */
+	if (sp.pid <= 0) {
+		log_error("engine could not fork worker %u", w->slot);
+		worker_kill(w, NULL);
+		return 0;
+	}
+	w->pid = sp.pid;
+	/* The worker may already have died and been reaped as unknown. */
+	for (unsigned int i = 0; i < p->nunknown; i++) {
+		if (p->unknown[i].pid == sp.pid) {
+			int st = p->unknown[i].status;
+
+			p->unknown[i] = p->unknown[--p->nunknown];
+			worker_death(w, st);
+			return 0;
+		}
+	}
+	if (w->state == WK_DYING)
+		kill(w->pid, SIGKILL);
+	return 0;
+}
+
+static int on_child_log(const char *who, struct ipc_msg *m)
+{
+	struct msg_log *lm = (struct msg_log *)m->payload;
+	lm->text[sizeof(lm->text) - 1] = '\0';
+	m->payload[m->hdr.len - 1] = '\0';
+	if (lm->level > LOG_LVL_DEBUG)
+		lm->level = LOG_LVL_DEBUG;
+	log_msg((enum log_level)lm->level, "%s: %s", who, lm->text);
+	return 0;
+}
+
+static int on_zy_log(void *ctx, struct ipc_msg *m)
+{
+	(void)ctx;
+	return on_child_log("engine", m);
+}
+
+static const struct ipc_handler zygote_handlers[] = {
+	{ MSG_ZY_READY, sizeof(struct msg_engine_info), sizeof(struct msg_engine_info),
+	  IPC_FD_NONE, 0, on_zy_ready },
+	{ MSG_ZY_FAILED, 1, 1024, IPC_FD_NONE, IPC_F_STRING, on_zy_failed },
+	{ MSG_ZY_SPAWNED, sizeof(struct msg_spawned), sizeof(struct msg_spawned), IPC_FD_NONE, 0,
+	  on_zy_spawned },
+	{ MSG_ZY_LOG, offsetof(struct msg_log, text) + 1, sizeof(struct msg_log), IPC_FD_NONE, 0,
+	  on_zy_log },
+};
+
+static void zygote_event(struct ev_handler *h, uint32_t revents)
+{
+	struct generation *g = container_of(h, struct generation, zev);
+	static struct ipc_msg msg;
+
+	(void)revents;
+	for (;;) {
+		int r = ipc_recv(g->zsock, &msg);
+
+		if (r == -EAGAIN)
+			return;
+		if (r <= 0) {
+			/* EOF or garbage: the zygote is gone or broken. Its
+			 * exit status arrives through pool_reap. */
+			if (r < 0)
+				log_error("engine process %d sent a malformed message", (int)g->zpid);
+			zygote_close(g);
+			if (!g->zygote_exited)
+				kill(g->zpid, SIGKILL);
+			return;
+		}
+		if (ipc_dispatch(zygote_handlers, SE_ARRAY_SIZE(zygote_handlers), g, &msg) < 0) {
+			log_error("engine process %d sent an unexpected message 0x%x", (int)g->zpid,
+				  msg.hdr.type);
+			zygote_close(g);
+			kill(g->zpid, SIGKILL);
+			return;
+		}
+		if (g->zsock < 0)
+			return;
+	}
+}
+
+static void worker_event(struct ev_handler *h, uint32_t revents);
+
+int pool_load(struct pool *p)
+{
+	struct generation *g;
+	int sv[2], r;
+	pid_t pid;
+
+	for (g = p->gens; g; g = g->next)
+		if (g->state == GEN_LOADING)
+			return -EBUSY;
+	g = calloc(1, sizeof(*g));
+	if (!g)
+		return -ENOMEM;
+	g->nworkers = p->cfg->max_threads;
+	g->workers = calloc(g->nworkers, sizeof(*g->workers));
+	if (!g->workers) {
+		free(g);
+		return -ENOMEM;
+	}
+	g->pool = p;
+	g->id = ++p->next_gen;
+	g->zsock = -1;
+	for (unsigned int i = 0; i < g->nworkers; i++) {
+		struct worker *w = &g->workers[i];
+
+		w->gen = g;
+		w->slot = i;
+		w->sock = -1;
+		w->ev.fd = -1;
+		w->ev.cb = worker_event;
+	}
+	r = ipc_pair(sv);
+	if (r < 0)
+		goto err_free;
+	pid = fork();
+	if (pid < 0) {
+		r = -errno;
+		close(sv[0]);
+		close(sv[1]);
+		goto err_free;
+	}
+	if (pid == 0) {
+		int keep[] = { sv[1] };
+		sigset_t all;
+
+		/* The supervisor blocks signals for its signalfd and ignores
+		 * SIGPIPE; the engine starts from defaults. */
+		sigemptyset(&all);
+		sigprocmask(SIG_SETMASK, &all, NULL);
+		for (int s = 1; s < NSIG; s++)
+			if (s != SIGKILL && s != SIGSTOP)
+				signal(s, SIG_DFL);
+		signal(SIGPIPE, SIG_IGN);
+		log_close();
+		util_close_fds_except(keep, 1);
+		zygote_main(p->cfg, p->id, sv[1]);
+	}
+	close(sv[1]);
+	util_set_nonblock(sv[0], true);
+	g->zpid = pid;
+	g->zsock = sv[0];
+	g->zev.fd = sv[0];
+	g->zev.cb = zygote_event;
+	g->start_ms = util_now_ms();
+	g->state = GEN_LOADING;
+	g->next = p->gens;
+	p->gens = g;
+	evloop_add(p->ev, &g->zev, EPOLLIN);
+	log_info("loading definitions from %s (generation %u, engine pid %d)",
+		 p->cfg->database_dir, g->id, (int)pid);
+	return 0;
+
+err_free:
+	free(g->workers);
+	free(g);
+	return r;
+}
+
+/* ---- workers ----------------------------------------------------------- */
+
+static void worker_kill(struct worker *w, const char *why)
+{
+	if (w->state == WK_EMPTY || w->state == WK_DYING)
+		return;
+	if (!why)
+		w->retiring = true;
+	else
+		log_warn("killing worker %d: %s", (int)w->pid, why);
+	evloop_del(w->gen->pool->ev, &w->ev);
+	util_close(&w->sock); /* EOF tells a healthy worker to exit */
+	if (why && w->pid > 0)
+		kill(w->pid, SIGKILL);
+	w->state = WK_DYING;
+}
+
+static void describe_status(int status, char *buf, size_t len)
+{
+	if (WIFSIGNALED(status))
+		snprintf(buf, len, "killed by signal %d (%s)", WTERMSIG(status),
+			 strsignal(WTERMSIG(status)));
+	else if (WIFEXITED(status))
+		snprintf(buf, len, "exited with status %d", WEXITSTATUS(status));
+	else
+		snprintf(buf, len, "ended (status 0x%x)", status);
+}
+
+static void worker_death(struct worker *w, int status)
+{
+	struct generation *g = w->gen;
+	struct pool *p = g->pool;
+	struct job *j = w->job;
+	bool crash = !w->retiring || w->timed_out || j;
+	char how[96], path[4200];
+
+	describe_status(status, how, sizeof(how));
+	if (w->sock >= 0) {
+		evloop_del(p->ev, &w->ev);
+		util_close(&w->sock);
+	}
+	snprintf(path, sizeof(path), "%s/worker-%d", p->cfg->temp_dir, (int)w->pid);
+	util_rm_rf(path);
+
+	if (crash && !p->shutting_down) {
+		p->st.crashes++;
+		if (w->timed_out)
+			p->st.timeouts++;
+		log_warn("worker %d %s%s%s%s", (int)w->pid, w->timed_out ? "exceeded MaxScanTime, " : "",
+			 how, j ? " while scanning " : "", j ? (j->label ? j->label : "?") : "");
+	} else {
+		log_debug("worker %d %s", (int)w->pid, how);
+	}
+	w->job = NULL;
+	w->prev_pid = w->pid;
+	w->prev_death_ms = util_now_ms();
+	w->state = WK_EMPTY;
+	w->pid = 0;
+
+	if (j) {
+		j->worker = NULL;
+		if (p->shutting_down) {
+			job_fail(p, j, "Service shutting down");
+		} else if (j->attempts < JOB_MAX_ATTEMPTS) {
+			p->st.retries++;
+			log_info("retrying %s on a fresh worker", j->label ? j->label : "job");
+			queue_push(p, j, true);
+		} else {
+			char why[256];
+
+			snprintf(why, sizeof(why), "%s: scanner %s on each of %u attempts",
+				 w->timed_out ? "Scan time limit exceeded" : "Scanner crashed",
+				 w->timed_out ? "timed out" : how, j->attempts);
+			job_fail(p, j, why);
+		}
+	}
+	pool_dispatch(p);
+}
+
+static int on_wk_ready(void *ctx, struct ipc_msg *m)
+{
+	struct worker *w = ctx;
+	struct pool *p = w->gen->pool;
+
+	(void)m;
+	if (w->state != WK_SPAWNING || w->ready)
+		return -EPROTO;
+	w->ready = true;
+	w->state = WK_IDLE;
+	if (w->prev_death_ms)
+		log_info("worker slot %u: replacement %d accepting work %llu ms after worker %d "
+			 "died (forked from the loaded engine, no definitions reload)",
+			 w->slot, (int)w->pid,
+			 (unsigned long long)(util_now_ms() - w->prev_death_ms), (int)w->prev_pid);
+	else
+		log_debug("worker %d ready", (int)w->pid);
+	if (w->gen != p->active)
+		worker_kill(w, NULL);
+	pool_dispatch(p);
+	return 0;
+}
+
+static int on_wk_result(void *ctx, struct ipc_msg *m)
+{
+	struct worker *w = ctx;
+	struct pool *p = w->gen->pool;
+	struct msg_result hdr;
+	struct job_result r = { 0 };
+	const char *text = (const char *)m->payload + sizeof(hdr);
+	const char *end = (const char *)m->payload + m->hdr.len;
+	struct job *j = w->job;
+
+	if (w->state != WK_BUSY || !j || m->hdr.id != j->id)
+		return -EPROTO;
+	memcpy(&hdr, m->payload, sizeof(hdr));
+	r.verdict = (enum msg_verdict)hdr.verdict;
+	r.scan_us = hdr.scan_us;
+	switch (hdr.verdict) {
+	case VERDICT_CLEAN:
+		if (text != end)
+			return -EPROTO;
+		break;
+	case VERDICT_VIRUS:
+		if (hdr.nnames == 0 || hdr.nnames > MSG_RESULT_MAX_NAMES)
+			return -EPROTO;
+		for (unsigned int i = 0; i < hdr.nnames; i++) {
+			const char *nul = memchr(text, '\0', (size_t)(end - text));
+
+			if (!nul || nul == text)
+				return -EPROTO;
+			r.names[i] = text;
+			text = nul + 1;
+		}
+		if (text != end)
+			return -EPROTO;
+		r.nnames = hdr.nnames;
+		break;
+	case VERDICT_ERROR:
+		if (text == end || end[-1] != '\0' || memchr(text, '\0', (size_t)(end - text) - 1))
+			return -EPROTO;
+		r.error = text;
+		break;
+	default:
+		return -EPROTO;
+	}
+	w->job = NULL;
+	w->state = WK_IDLE;
+	job_finish(p, j, &r);
+	if (w->gen != p->active)
+		worker_kill(w, NULL);
+	pool_dispatch(p);
+	return 0;
+}
+
+static int on_wk_log(void *ctx, struct ipc_msg *m)
+{
+	(void)ctx;
+	return on_child_log("worker", m);
+}
+
+static const struct ipc_handler worker_handlers[] = {
+	{ MSG_WK_READY, sizeof(struct msg_spawned), sizeof(struct msg_spawned), IPC_FD_NONE, 0,
+	  on_wk_ready },
+	{ MSG_WK_RESULT, sizeof(struct msg_result), IPC_MAX_PAYLOAD, IPC_FD_NONE, 0, on_wk_result },
+	{ MSG_WK_LOG, offsetof(struct msg_log, text) + 1, sizeof(struct msg_log), IPC_FD_NONE, 0,
+	  on_wk_log },
+};
+
+static void worker_event(struct ev_handler *h, uint32_t revents)
+{
+	struct worker *w = container_of(h, struct worker, ev);
+	static struct ipc_msg msg;
+
+	(void)revents;
+	while (w->sock >= 0) {
+		int r = ipc_recv(w->sock, &msg);
+
+		if (r == -EAGAIN)
+			return;
+		if (r == 0) {
+			/* Its exit status comes through pool_reap. */
+			worker_kill(w, w->state == WK_BUSY ? "closed its socket mid-scan" : NULL);
+			if (w->pid > 0)
+				kill(w->pid, SIGKILL);
+			return;
+		}
+		if (r < 0 || ipc_dispatch(worker_handlers, SE_ARRAY_SIZE(worker_handlers), w, &msg) < 0) {
+			worker_kill(w, "protocol violation");
+			return;
+		}
+	}
+}
+
+static struct worker *idle_worker(struct generation *g)
+{
+	for (unsigned int i = 0; i < g->nworkers; i++)
+		if (g->workers[i].state == WK_IDLE)
+			return &g->workers[i];
+	return NULL;
+}
+
+static void pool_dispatch(struct pool *p)
+{
+	struct generation *g = p->active;
+	struct worker *w;
+
+	while (g && p->qhead && (w = idle_worker(g))) {
+		struct job *j = p->qhead;
+		struct msg_scan req = { .flags = j->flags };
+		int r;
+
+		queue_remove(p, j);
+		j->attempts++;
+		j->start_ms = util_now_ms();
+		r = ipc_send(w->sock, MSG_WK_SCAN, j->id, &req, sizeof(req), j->fd);
+		if (r < 0) {
+			j->attempts--;
+			queue_push(p, j, true);
+			worker_kill(w, "cannot send it a job");
+			continue;
+		}
+		w->job = j;
+		j->worker = w;
+		w->state = WK_BUSY;
+	}
+}
+
+/* ---- public ------------------------------------------------------------ */
+
+struct pool *pool_new(const struct config *cfg, const struct sandbox_identity *id,
+		      struct evloop *ev, const struct pool_hooks *hooks)
+{
+	struct pool *p = calloc(1, sizeof(*p));
+
+	if (!p)
+		return NULL;
+	p->cfg = cfg;
+	p->id = id;
+	p->ev = ev;
+	if (hooks)
+		p->hooks = *hooks;
+	return p;
+}
+
+void pool_free(struct pool *p)
+{
+	if (!p)
+		return;
+	while (p->gens) {
+		struct generation *g = p->gens;
+
+		p->gens = g->next;
+		zygote_close(g);
+		for (unsigned int i = 0; i < g->nworkers; i++)
+			if (g->workers[i].sock >= 0) {
+				evloop_del(p->ev, &g->workers[i].ev);
+				util_close(&g->workers[i].sock);
+			}
+		free(g->workers);
+		free(g);
+	}
+	free(p);
+}
+
+void pool_submit(struct pool *p, struct job *j)
+{
+	j->id = ++p->next_job_id;
+	j->attempts = 0;
+	j->worker = NULL;
+	j->submit_ms = util_now_ms();
+	p->st.jobs++;
+	if (p->shutting_down) {
+		job_fail(p, j, "Service shutting down");
+		return;
+	}
+	if (!p->active) {
+		job_fail(p, j, "No definitions loaded");
+		return;
+	}
+	queue_push(p, j, false);
+	pool_dispatch(p);
+}
+
+void pool_cancel(struct pool *p, struct job *j)
+{
+	if (j->worker)
+		return;
+	queue_remove(p, j);
+	job_fail(p, j, "Cancelled");
+}
+
+unsigned int pool_queued(const struct pool *p)
+{
+	return p->queued;
+}
+
+bool pool_ready(const struct pool *p)
+{
+	return p->active != NULL;
+}
+
+const struct msg_engine_info *pool_engine_info(const struct pool *p)
+{
+	return p->active ? &p->active->info : NULL;
+}
+
+void pool_tick(struct pool *p)
+{
+	uint64_t now = util_now_ms();
+
+	for (struct generation *g = p->gens; g; g = g->next) {
+		if (g->state == GEN_LOADING && now - g->start_ms > p->cfg->load_timeout * 1000ULL) {
+			char why[128];
+
+			snprintf(why, sizeof(why), "loading took longer than DatabaseLoadTimeout (%u s)",
+				 p->cfg->load_timeout);
+			gen_failed(g, why);
+		}
+		for (unsigned int i = 0; i < g->nworkers; i++) {
+			struct worker *w = &g->workers[i];
+
+			if (w->state == WK_BUSY && p->cfg->max_scan_time &&
+			    now - w->job->start_ms > p->cfg->max_scan_time) {
+				w->timed_out = true;
+				worker_kill(w, "scan exceeded MaxScanTime");
+			} else if (w->state == WK_SPAWNING && now - w->spawn_ms > SPAWN_TIMEOUT_MS) {
+				worker_kill(w, "did not start in time");
+			} else if (w->state == WK_EMPTY && g == p->active && !p->shutting_down &&
+				   now - p->last_respawn_ms >= p->cfg->respawn_interval) {
+				worker_spawn(w);
+			}
+		}
+	}
+}
+
+void pool_reap(struct pool *p)
+{
+	int status;
+	pid_t pid;
+
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		struct worker *w = find_worker(p, pid);
+		struct generation *g;
+
+		if (w) {
+			worker_death(w, status);
+			continue;
+		}
+		for (g = p->gens; g; g = g->next)
+			if (g->zpid == pid)
+				break;
+		if (g) {
+			char how[96], why[200];
+
+			g->zygote_exited = true;
+			describe_status(status, how, sizeof(how));
+			if (g->state == GEN_LOADING) {
+				snprintf(why, sizeof(why), "engine process %s while loading", how);
+				gen_failed(g, why);
+			} else if (g->state == GEN_ACTIVE && !p->shutting_down) {
+				/* Its workers keep scanning; a new generation
+				 * brings a zygote to fork replacements from. */
+				log_error("engine process %d %s; reloading", (int)pid, how);
+				zygote_close(g);
+				pool_load(p);
+			}
+			continue;
+		}
+		if (p->nunknown < UNKNOWN_DEATHS) {
+			p->unknown[p->nunknown].pid = pid;
+			p->unknown[p->nunknown].status = status;
+			p->nunknown++;
+		}
+	}
+	gens_collect(p);
+}
+
+void pool_shutdown(struct pool *p)
+{
+	uint64_t deadline;
+
+	p->shutting_down = true;
+	while (p->qhead) {
+		struct job *j = p->qhead;
+
+		queue_remove(p, j);
+		job_fail(p, j, "Service shutting down");
+	}
+	for (struct generation *g = p->gens; g; g = g->next) {
+		zygote_close(g);
+		if (g->zpid > 0 && !g->zygote_exited)
+			kill(g->zpid, SIGKILL);
+		for (unsigned int i = 0; i < g->nworkers; i++) {
+			struct worker *w = &g->workers[i];
+
+			if (w->state == WK_EMPTY)
+				continue;
+			worker_kill(w, NULL);
+			if (w->pid > 0)
+				kill(w->pid, SIGKILL);
+		}
+	}
+	/* Reap everything (jobs of dying workers are answered in
+	 * worker_death); give up waiting after a few seconds. */
+	deadline = util_now_ms() + 5000;
+	while (p->gens && util_now_ms() < deadline) {
+		pool_reap(p);
+		if (p->gens)
+			usleep(10000);
+	}
+}
+
+void pool_status(const struct pool *p, struct json_object *o)
+{
+	struct json_object *gens = json_object_new_array();
+	unsigned int alive = 0, busy = 0, idle = 0;
+
+	for (const struct generation *g = p->gens; g; g = g->next) {
+		struct json_object *jg = json_object_new_object();
+		struct json_object *ws = json_object_new_array();
+
+		json_object_object_add(jg, "generation", json_object_new_int((int)g->id));
+		json_object_object_add(jg, "state", json_object_new_string(gen_state_names[g->state]));
+		json_object_object_add(jg, "engine_pid", json_object_new_int(g->zygote_exited ? 0 : g->zpid));
+		for (unsigned int i = 0; i < g->nworkers; i++) {
+			const struct worker *w = &g->workers[i];
+
+			if (w->state == WK_IDLE || w->state == WK_BUSY) {
+				json_object_array_add(ws, json_object_new_int(w->pid));
+				if (g == p->active) {
+					alive++;
+					busy += w->state == WK_BUSY;
+					idle += w->state == WK_IDLE;
+				}
+			}
+		}
+		json_object_object_add(jg, "worker_pids", ws);
+		json_object_array_add(gens, jg);
+	}
+	json_object_object_add(o, "generations", gens);
+	json_object_object_add(o, "workers_configured", json_object_new_int((int)p->cfg->max_threads));
+	json_object_object_add(o, "workers_alive", json_object_new_int((int)alive));
+	json_object_object_add(o, "workers_busy", json_object_new_int((int)busy));
+	json_object_object_add(o, "workers_idle", json_object_new_int((int)idle));
+	json_object_object_add(o, "queue", json_object_new_int((int)p->queued));
+	json_object_object_add(o, "jobs", json_object_new_int64((int64_t)p->st.jobs));
+	json_object_object_add(o, "clean", json_object_new_int64((int64_t)p->st.clean));
+	json_object_object_add(o, "found", json_object_new_int64((int64_t)p->st.found));
+	json_object_object_add(o, "errors", json_object_new_int64((int64_t)p->st.errors));
+	json_object_object_add(o, "worker_crashes", json_object_new_int64((int64_t)p->st.crashes));
+	json_object_object_add(o, "worker_timeouts", json_object_new_int64((int64_t)p->st.timeouts));
+	json_object_object_add(o, "retries", json_object_new_int64((int64_t)p->st.retries));
+	json_object_object_add(o, "worker_respawns", json_object_new_int64((int64_t)p->st.respawns));
+	json_object_object_add(o, "engine_loads", json_object_new_int64((int64_t)p->st.engine_loads));
+	json_object_object_add(o, "engine_load_failures",
+			       json_object_new_int64((int64_t)p->st.load_failures));
+	if (p->last_load_error[0])
+		json_object_object_add(o, "last_load_error", json_object_new_string(p->last_load_error));
+}
+
+void pool_stats_text(const struct pool *p, char *buf, size_t len)
+{
+	unsigned int live = 0, idle = 0;
+	const struct generation *g = p->active;
+
+	if (g)
+		for (unsigned int i = 0; i < g->nworkers; i++) {
+			live += g->workers[i].state == WK_BUSY;
+			idle += g->workers[i].state == WK_IDLE;
+		}
+	snprintf(buf, len,
+		 "THREADS: live %u  idle %u max %u idle-timeout %u\nQUEUE: %u items\n", live + idle,
+		 idle, p->cfg->max_threads, p->cfg->idle_timeout, p->queued);
+}

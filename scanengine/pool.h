@@ -1,0 +1,110 @@
+/* pool: the supervisor's side of the engine processes.
+ *
+ * A *generation* is one loaded definitions set: a zygote process and up to
+ * MaxThreads workers forked from it. New jobs go to the active generation;
+ * on reload a new generation loads while the old one keeps scanning, then
+ * takes over, and the old one drains and is retired.
+ *
+ * Every submitted job is answered exactly once through its done callback:
+ * with the worker's verdict, or with an error after the worker died twice on
+ * it, or when the service shuts down. Workers are children of the supervisor
+ * (it is a subreaper), so pool_reap() sees every death and its cause. */
+#ifndef SE_SCANENGINE_POOL_H
+#define SE_SCANENGINE_POOL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/config.h"
+#include "common/evloop.h"
+#include "sandbox/sandbox.h"
+#include "scanengine/msgs.h"
+
+struct json_object;
+struct job;
+
+struct job_result {
+	enum msg_verdict verdict;
+	unsigned int nnames;
+	const char *names[MSG_RESULT_MAX_NAMES];
+	const char *error; /* VERDICT_ERROR: what went wrong */
+	uint64_t scan_us;
+};
+
+/* A scan job. The owner allocates and keeps it alive until done() has been
+ * called; the pool owns fd from submission and closes it after done(). */
+struct job {
+	int fd;
+	uint32_t flags;      /* MSG_SCAN_* */
+	const char *label;   /* path or "stream", for logs; owner's memory */
+	void (*done)(struct job *j, const struct job_result *r);
+	void *owner;
+
+	/* pool-private */
+	uint64_t id;
+	unsigned int attempts;
+	uint64_t submit_ms, start_ms;
+	struct job *next, *prev;
+	struct worker *worker;
+};
+
+struct pool_hooks {
+	void *arg;
+	/* An engine generation became active (at start-up and after reload). */
+	void (*engine_ready)(void *arg, const struct msg_engine_info *info);
+	/* Loading a generation failed; the previous one (if any) stays. */
+	void (*engine_failed)(void *arg, const char *why);
+};
+
+struct pool;
+
+/* pool_new: create the pool (no processes yet). cfg, id and ev must outlive
+ * it. Returns the pool or NULL with errno. */
+struct pool *pool_new(const struct config *cfg, const struct sandbox_identity *id,
+		      struct evloop *ev, const struct pool_hooks *hooks);
+
+/* pool_free: free a pool after pool_shutdown (NULL ok). */
+void pool_free(struct pool *p);
+
+/* pool_load: start loading a new generation from cfg->database_dir. The
+ * hooks report the outcome. Returns 0, or -EBUSY when a load is already in
+ * progress, or -errno when the zygote cannot be started. */
+int pool_load(struct pool *p);
+
+/* pool_submit: queue job j for scanning. Always ends in exactly one call of
+ * j->done (possibly before pool_submit returns, e.g. when no engine is up). */
+void pool_submit(struct pool *p, struct job *j);
+
+/* pool_cancel: the owner no longer wants j's answer. A queued job is removed
+ * and done() is called with an error at once; a running job finishes and
+ * done() is called as usual. */
+void pool_cancel(struct pool *p, struct job *j);
+
+/* pool_queued: number of jobs waiting for a worker. */
+unsigned int pool_queued(const struct pool *p);
+
+/* pool_tick: enforce deadlines (MaxScanTime, spawn and load timeouts) and
+ * respawn workers whose throttle interval has passed. Call about every
+ * 100 ms. */
+void pool_tick(struct pool *p);
+
+/* pool_reap: collect every exited child (call on SIGCHLD). */
+void pool_reap(struct pool *p);
+
+/* pool_shutdown: answer every queued and running job with an error, stop
+ * all engine processes and wait for them. */
+void pool_shutdown(struct pool *p);
+
+/* pool_ready: true when an engine generation is active. */
+bool pool_ready(const struct pool *p);
+
+/* pool_engine_info: the active generation's engine info, or NULL. */
+const struct msg_engine_info *pool_engine_info(const struct pool *p);
+
+/* pool_status: add the pool's state and counters to JSON object o. */
+void pool_status(const struct pool *p, struct json_object *o);
+
+/* pool_stats_text: clamd STATS-style THREADS/QUEUE lines into buf. */
+void pool_stats_text(const struct pool *p, char *buf, size_t len);
+
+#endif
