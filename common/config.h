@@ -1,13 +1,11 @@
 /* config: scanengined.conf, in clamd.conf syntax.
  *
- * "Key value" lines, '#' comments (whole lines only: as in clamd 1.4, a '#'
- * after a value is part of the value), blank lines, CRLF tolerated. Keys are
- * matched case-sensitively as clamd does. Keys that clamd has and that apply
- * here keep their clamd meaning; clamd keys that do not apply are refused by
- * name ("option 'X' is a clamd option that scanengined does not support"), as
- * is any unknown key, bad value or non-list key given twice, with FILE:LINE in
- * the message. The accepted keys live in one table in config.c; every key is
- * documented in notes/config-keys.md. */
+ * "Key value" lines, '#' comments on lines of their own ("value # note" is refused: clamd 1.4
+ * keeps the note in the value, clamd 1.5 strips it), blank lines, CRLF tolerated. Keys are matched
+ * case-sensitively as clamd does. Keys that clamd has and that apply here keep their clamd
+ * meaning; clamd keys that do not apply are refused by name ("option 'X' is a clamd option that
+ * scanengined does not support"), as is any unknown key, bad value or non-list key given twice,
+ * with FILE:LINE in the message. The accepted keys live in one table in config.c. */
 #ifndef SE_COMMON_CONFIG_H
 #define SE_COMMON_CONFIG_H
 
@@ -17,8 +15,8 @@
 #include <sys/types.h>
 
 #define CONFIG_DEFAULT_PATH "/etc/scanengine/scanengined.conf"
-#define CONFIG_ERR_MAX 512
-#define CONFIG_LINE_MAX 4096 /* longest accepted line, without its "\n" */
+#define CONFIG_ERR_MAX	    512
+#define CONFIG_LINE_MAX	    4096 /* longest accepted line, without its "\n" */
 
 struct config_list {
 	char **items;
@@ -29,49 +27,49 @@ struct config {
 	char *path; /* file that was read, or NULL for built-in defaults */
 
 	/* control socket */
-	char *local_socket;        /* LocalSocket */
-	char *local_socket_group;  /* LocalSocketGroup, NULL: leave as created */
+	char *local_socket;		/* LocalSocket */
+	char *local_socket_group;	/* LocalSocketGroup, NULL: leave as created */
 	unsigned int local_socket_mode; /* LocalSocketMode (octal in the file) */
-	bool fix_stale_socket;     /* FixStaleSocket */
-	unsigned int max_conn_queue; /* MaxConnectionQueueLength: listen backlog */
-	char *admin_group;         /* AdminGroup (new): may use admin commands */
+	bool fix_stale_socket;		/* FixStaleSocket */
+	unsigned int max_conn_queue;	/* MaxConnectionQueueLength: listen backlog */
+	char *admin_group;		/* AdminGroup (new): may use admin commands */
 
 	/* process */
-	char *pid_file;    /* PidFile */
-	bool foreground;   /* Foreground */
-	char *user;        /* User: the scan account workers run as */
-	char *state_dir;   /* StateDirectory (new) */
+	char *pid_file;	    /* PidFile */
+	bool foreground;    /* Foreground */
+	char *user;	    /* User: the scan account workers run as */
+	char *state_dir;    /* StateDirectory (new) */
 	char *database_dir; /* DatabaseDirectory */
-	char *temp_dir;    /* TemporaryDirectory; default <StateDirectory>/tmp */
+	char *temp_dir;	    /* TemporaryDirectory; default <StateDirectory>/tmp */
 
 	/* logging */
-	char *log_file;      /* LogFile */
-	bool log_time;       /* LogTime */
-	bool log_syslog;     /* LogSyslog */
-	int log_facility;    /* LogFacility, as LOG_* value */
-	bool log_verbose;    /* LogVerbose */
-	bool log_clean;      /* LogClean */
+	char *log_file;	  /* LogFile */
+	bool log_time;	  /* LogTime */
+	bool log_syslog;  /* LogSyslog */
+	int log_facility; /* LogFacility, as LOG_* value */
+	bool log_verbose; /* LogVerbose */
+	bool log_clean;	  /* LogClean */
 
 	/* workers and queues */
-	unsigned int max_threads;   /* MaxThreads: worker count; default nproc */
-	unsigned int max_queue;     /* MaxQueue: jobs waiting for a worker */
-	unsigned int idle_timeout;  /* IdleTimeout, seconds */
+	unsigned int max_threads;	   /* MaxThreads: worker count; default nproc */
+	unsigned int max_queue;		   /* MaxQueue: jobs waiting for a worker */
+	unsigned int idle_timeout;	   /* IdleTimeout, seconds */
 	unsigned int command_read_timeout; /* CommandReadTimeout, seconds */
-	unsigned int read_timeout;  /* ReadTimeout, seconds: idle session, stalled stream */
-	unsigned int send_buf_timeout;     /* SendBufTimeout, milliseconds */
-	uint64_t stream_max_length; /* StreamMaxLength, bytes */
-	unsigned int max_scan_time; /* MaxScanTime, milliseconds (clamd unit) */
-	unsigned int respawn_interval; /* WorkerRespawnInterval (new), ms */
-	unsigned int load_timeout;  /* DatabaseLoadTimeout (new), seconds */
-	uint64_t worker_memory_limit; /* WorkerMemoryLimit (new), bytes; 0: none */
-	bool concurrent_reload;     /* ConcurrentDatabaseReload */
-	unsigned int self_check;    /* SelfCheck, seconds; 0: off */
+	unsigned int read_timeout;	   /* ReadTimeout, seconds: idle session, stalled stream */
+	unsigned int send_buf_timeout;	   /* SendBufTimeout, milliseconds */
+	uint64_t stream_max_length;	   /* StreamMaxLength, bytes */
+	unsigned int max_scan_time;	   /* MaxScanTime, milliseconds (clamd unit) */
+	unsigned int respawn_interval;	   /* WorkerRespawnInterval (new), ms */
+	unsigned int load_timeout;	   /* DatabaseLoadTimeout (new), seconds */
+	uint64_t worker_memory_limit;	   /* WorkerMemoryLimit (new), bytes; 0: none */
+	bool concurrent_reload;		   /* ConcurrentDatabaseReload */
+	unsigned int self_check;	   /* SelfCheck, seconds; 0: off */
 
 	/* path scanning */
 	struct config_list exclude_path; /* ExcludePath (POSIX extended regex) */
-	bool follow_dir_symlinks;  /* FollowDirectorySymlinks */
-	bool follow_file_symlinks; /* FollowFileSymlinks */
-	bool cross_filesystems;    /* CrossFilesystems */
+	bool follow_dir_symlinks;	 /* FollowDirectorySymlinks */
+	bool follow_file_symlinks;	 /* FollowFileSymlinks */
+	bool cross_filesystems;		 /* CrossFilesystems */
 
 	/* libclamav limits */
 	uint64_t max_scan_size, max_file_size;
@@ -81,7 +79,7 @@ struct config {
 	unsigned int max_partitions, max_icons_pe, max_rec_hwp3;
 	uint64_t pcre_match_limit, pcre_rec_match_limit, pcre_max_file_size;
 	unsigned int bytecode_timeout; /* BytecodeTimeout, ms */
-	int bytecode_security;         /* BytecodeSecurity: 0 TrustSigned, 1 Paranoid */
+	int bytecode_security;	       /* BytecodeSecurity: 0 TrustSigned, 1 Paranoid */
 
 	/* libclamav behaviour switches (clamd names, clamd defaults) */
 	bool bytecode, detect_pua, heuristic_alerts, heuristic_scan_precedence;
