@@ -42,6 +42,11 @@ enum worker_state {
 	WK_DYING, /* killed or retired; waiting to reap it */
 };
 
+static const char *const worker_state_names[] = {
+	[WK_EMPTY] = "empty", [WK_SPAWNING] = "spawning", [WK_IDLE] = "idle",
+	[WK_BUSY] = "busy",   [WK_DYING] = "dying",
+};
+
 struct generation;
 
 struct worker {
@@ -885,7 +890,9 @@ void pool_shutdown(struct pool *p)
 		queue_remove(p, j);
 		job_fail(p, j, "Service shutting down");
 	}
+	p->active = NULL;
 	for (struct generation *g = p->gens; g; g = g->next) {
+		g->state = GEN_DEAD;
 		zygote_close(g);
 		if (g->zpid > 0 && !g->zygote_exited)
 			kill(g->zpid, SIGKILL);
@@ -917,6 +924,7 @@ void pool_status(const struct pool *p, struct json_object *o)
 	for (const struct generation *g = p->gens; g; g = g->next) {
 		struct json_object *jg = json_object_new_object();
 		struct json_object *ws = json_object_new_array();
+		struct json_object *wd = json_object_new_array();
 
 		json_object_object_add(jg, "generation", json_object_new_int((int)g->id));
 		json_object_object_add(jg, "state", json_object_new_string(gen_state_names[g->state]));
@@ -924,6 +932,23 @@ void pool_status(const struct pool *p, struct json_object *o)
 		for (unsigned int i = 0; i < g->nworkers; i++) {
 			const struct worker *w = &g->workers[i];
 
+			if (w->state != WK_EMPTY) {
+				struct json_object *jw = json_object_new_object();
+
+				json_object_object_add(jw, "slot", json_object_new_int((int)w->slot));
+				json_object_object_add(jw, "pid", json_object_new_int(w->pid));
+				json_object_object_add(jw, "state",
+						       json_object_new_string(worker_state_names[w->state]));
+				if (w->job) {
+					json_object_object_add(jw, "scanning",
+							       json_object_new_string(w->job->label ? w->job->label : ""));
+					json_object_object_add(jw, "attempt",
+							       json_object_new_int((int)w->job->attempts));
+					json_object_object_add(jw, "scan_ms",
+							       json_object_new_int64((int64_t)(util_now_ms() - w->job->start_ms)));
+				}
+				json_object_array_add(wd, jw);
+			}
 			if (w->state == WK_IDLE || w->state == WK_BUSY) {
 				json_object_array_add(ws, json_object_new_int(w->pid));
 				if (g == p->active) {
@@ -934,6 +959,7 @@ void pool_status(const struct pool *p, struct json_object *o)
 			}
 		}
 		json_object_object_add(jg, "worker_pids", ws);
+		json_object_object_add(jg, "workers", wd);
 		json_object_array_add(gens, jg);
 	}
 	json_object_object_add(o, "generations", gens);

@@ -460,12 +460,6 @@ out:
 	if (s.start_error[0]) {
 		log_error("%s", s.start_error);
 		s.exit_status = 1;
-		if (ready_fd >= 0) {
-			char line[600];
-
-			snprintf(line, sizeof(line), "ERR %s", s.start_error);
-			report_start(&s, line);
-		}
 	}
 	if (s.pool)
 		pool_shutdown(s.pool);
@@ -479,6 +473,13 @@ out:
 	}
 	evloop_free(s.ev);
 	unlock_pidfile(&s);
+	/* Only now, with nothing left behind, may the waiting parent exit. */
+	if (s.start_error[0] && s.ready_fd >= 0) {
+		char line[600];
+
+		snprintf(line, sizeof(line), "ERR %s", s.start_error);
+		report_start(&s, line);
+	}
 	util_close(&s.ready_fd);
 	if (s.started && !s.exit_status)
 		log_info("scanengined stopped");

@@ -1,0 +1,266 @@
+"""Integration-test harness: runs the real scanengined from the build
+directory in a private temporary directory, talks to it over its socket.
+
+Every daemon a test starts gets its own directory, config file, socket,
+state directory and log, so tests never share state. Stopping a daemon
+checks that it exited cleanly and that no sanitizer report reached its
+stderr (the ASan+UBSan build runs these same tests)."""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import tempfile
+import time
+import unittest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BUILD = os.path.join(ROOT, os.environ.get("SCANENGINE_BUILD", "build"))
+SCANENGINED = os.path.join(BUILD, "scanengined")
+SCANCTL = os.path.join(BUILD, "scanctl")
+SHARED = os.path.normpath(os.path.join(ROOT, "..", "shared", "testdata", "clamav"))
+DEFAULT_DEFS = os.path.join(ROOT, "defs", "default")
+TESTFILES = "/usr/share/clamav-testfiles"
+SCAN_USER = "scanengine"
+SANITIZED = "asan" in os.path.basename(BUILD)
+# Sanitized binaries are slower; time budgets scale with this.
+SLOW = 3.0 if SANITIZED else 1.0
+
+# Assembled at run time so this file is not itself a detection.
+EICAR = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-" + b"ANTIVIRUS-TEST-FILE!$H+H*"
+EICAR_NDB = ("Eicar-Test-Signature:0:0:" + EICAR.hex() + "\n")
+
+
+def tmpdir(prefix="se-test-"):
+    """A directory the scan user can traverse (the engine reads definitions
+    from it as that user)."""
+    d = tempfile.mkdtemp(prefix=prefix)
+    os.chmod(d, 0o755)
+    return d
+
+
+def make_defs(directory, files=None, ndb_eicar=True):
+    """Fill directory with definitions: copies of files (paths) plus the
+    EICAR body signature. Readable by the scan user."""
+    os.makedirs(directory, exist_ok=True)
+    os.chmod(directory, 0o755)
+    for f in files if files is not None else [os.path.join(SHARED, "clamav.hdb")]:
+        dst = os.path.join(directory, os.path.basename(f))
+        shutil.copyfile(f, dst)
+        os.chmod(dst, 0o644)
+    if ndb_eicar:
+        p = os.path.join(directory, "eicar.ndb")
+        with open(p, "w") as fh:
+            fh.write(EICAR_NDB)
+        os.chmod(p, 0o644)
+    return directory
+
+
+class Daemon:
+    """One scanengined instance in its own directory."""
+
+    def __init__(self, conf=None, defs_dir=None, workers=2):
+        self.dir = tmpdir()
+        self.sock = os.path.join(self.dir, "scanengined.sock")
+        self.pidfile = os.path.join(self.dir, "scanengined.pid")
+        self.state = os.path.join(self.dir, "state")
+        self.log = os.path.join(self.dir, "scanengined.log")
+        self.stderr_path = os.path.join(self.dir, "stderr")
+        self.defs = defs_dir or make_defs(os.path.join(self.dir, "defs"))
+        self.conf_path = os.path.join(self.dir, "scanengined.conf")
+        self.conf = {
+            "LocalSocket": self.sock,
+            "PidFile": self.pidfile,
+            "StateDirectory": self.state,
+            "DatabaseDirectory": self.defs,
+            "LogFile": self.log,
+            "LogVerbose": "yes",
+            "User": SCAN_USER,
+            "MaxThreads": str(workers),
+        }
+        self.conf.update(conf or {})
+        self.proc = None
+
+    def write_conf(self):
+        with open(self.conf_path, "w") as fh:
+            for k, v in self.conf.items():
+                if isinstance(v, (list, tuple)):
+                    for item in v:
+                        fh.write("%s %s\n" % (k, item))
+                elif v is not None:
+                    fh.write("%s %s\n" % (k, v))
+
+    def start(self, timeout=30):
+        self.write_conf()
+        self.stderr = open(self.stderr_path, "ab")
+        self.proc = subprocess.Popen(
+            [SCANENGINED, "--config-file", self.conf_path, "--foreground"],
+            stdout=self.stderr, stderr=self.stderr)
+        deadline = time.time() + timeout * SLOW
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError("scanengined exited during start-up (%d): %s" %
+                                     (self.proc.returncode, self.read_stderr()[-2000:]))
+            try:
+                if self.command(b"zPING\0", timeout=2) == b"PONG\0":
+                    return self
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise AssertionError("scanengined did not answer PING in time: " + self.read_stderr()[-2000:])
+
+    def read_stderr(self):
+        try:
+            with open(self.stderr_path, "rb") as fh:
+                return fh.read().decode(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def read_log(self):
+        try:
+            with open(self.log, "rb") as fh:
+                return fh.read().decode(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def assert_no_sanitizer_report(self):
+        err = self.read_stderr()
+        for marker in ("AddressSanitizer", "LeakSanitizer", "runtime error:", "UndefinedBehaviorSanitizer"):
+            if marker in err:
+                raise AssertionError("sanitizer report in scanengined's stderr:\n" + err[-4000:])
+
+    def stop(self, timeout=20):
+        """SIGTERM; require a clean exit and no sanitizer report."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout * SLOW)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise AssertionError("scanengined did not stop on SIGTERM")
+        code = self.proc.returncode
+        self.proc = None
+        self.stderr.close()
+        self.assert_no_sanitizer_report()
+        if code != 0:
+            raise AssertionError("scanengined exited with %d:\n%s" % (code, self.read_stderr()[-3000:]))
+
+    def cleanup(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    # ---- talking to it ------------------------------------------------
+
+    def connect(self, timeout=10):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(timeout * SLOW)
+        s.connect(self.sock)
+        return s
+
+    def command(self, data, fds=None, timeout=10):
+        """Send data (with fds attached to it) and read until EOF."""
+        s = self.connect(timeout)
+        try:
+            if fds:
+                socket.send_fds(s, [data], fds)
+            else:
+                s.sendall(data)
+            return recv_all(s)
+        finally:
+            s.close()
+
+    def status(self):
+        reply = self.command(b"zSTATUS\0")
+        assert reply.endswith(b"\0"), reply
+        return json.loads(reply[:-1])
+
+    def worker_pids(self):
+        st = self.status()
+        for g in st["generations"]:
+            if g["state"] == "active":
+                return list(g["worker_pids"])
+        return []
+
+    def engine_pid(self):
+        for g in self.status()["generations"]:
+            if g["state"] == "active":
+                return g["engine_pid"]
+        return None
+
+    def wait_for(self, predicate, timeout=10, what="condition"):
+        deadline = time.time() + timeout * SLOW
+        while time.time() < deadline:
+            v = predicate()
+            if v:
+                return v
+            time.sleep(0.05)
+        raise AssertionError("timed out waiting for " + what)
+
+    def scanctl(self, *args, check=None):
+        r = subprocess.run([SCANCTL, "--socket", self.sock] + list(args),
+                           capture_output=True, text=True, timeout=120 * SLOW)
+        if check is not None and r.returncode != check:
+            raise AssertionError("scanctl %s exited %d (wanted %d): %s%s" %
+                                 (" ".join(args), r.returncode, check, r.stdout, r.stderr))
+        return r
+
+
+def recv_all(s):
+    chunks = []
+    while True:
+        b = s.recv(65536)
+        if not b:
+            return b"".join(chunks)
+        chunks.append(b)
+
+
+def instream_bytes(payload, chunk=4096):
+    out = [b"zINSTREAM\0"]
+    for i in range(0, len(payload), chunk):
+        part = payload[i:i + chunk]
+        out.append(struct.pack("!L", len(part)) + part)
+    out.append(b"\0\0\0\0")
+    return b"".join(out)
+
+
+def write_clamd_conf(path, sock):
+    """A clamd.conf for Debian's clamdscan pointing at sock."""
+    with open(path, "w") as fh:
+        fh.write("LocalSocket %s\n" % sock)
+    return path
+
+
+class DaemonTestCase(unittest.TestCase):
+    """A test class with one daemon shared by its tests (setUpClass); the
+    daemon must survive every test and stop cleanly at the end."""
+
+    conf = None
+    workers = 2
+    defs_files = None
+
+    @classmethod
+    def setUpClass(cls):
+        cls.daemon = Daemon(conf=cls.conf, workers=cls.workers)
+        if cls.defs_files is not None:
+            make_defs(cls.daemon.defs, cls.defs_files)
+        cls.daemon.start()
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            cls.daemon.stop()
+        finally:
+            cls.daemon.cleanup()
+
+    def tearDown(self):
+        # No test may leave the daemon hung or crashed.
+        self.assertIsNone(self.daemon.proc.poll(), "scanengined died")
+        self.assertEqual(self.daemon.command(b"zPING\0", timeout=20), b"PONG\0")

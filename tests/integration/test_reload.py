@@ -1,0 +1,115 @@
+"""Reloading definitions: a new engine generation loads while the old one
+keeps scanning, then takes over; no request fails across the switch; a
+set that does not load leaves the old one active."""
+
+import os
+import signal
+import threading
+import time
+import unittest
+
+from harness import EICAR, SLOW, Daemon, tmpdir
+
+
+class ReloadTest(unittest.TestCase):
+    def setUp(self):
+        self.daemon = Daemon(workers=2).start()
+        self.samples = tmpdir()
+        self.eicar = os.path.join(self.samples, "eicar.com")
+        with open(self.eicar, "wb") as fh:
+            fh.write(EICAR)
+        # a file only a signature added later detects
+        self.marker = os.path.join(self.samples, "marker.txt")
+        self.marker_bytes = b"scanengine reload marker " + os.urandom(8).hex().encode()
+        with open(self.marker, "wb") as fh:
+            fh.write(self.marker_bytes)
+
+    def tearDown(self):
+        try:
+            self.daemon.stop()
+        finally:
+            self.daemon.cleanup()
+
+    def scan(self, path):
+        return self.daemon.command(b"zSCAN " + path.encode() + b"\0", timeout=30)
+
+    def add_marker_signature(self):
+        p = os.path.join(self.daemon.defs, "marker.ndb")
+        with open(p, "w") as fh:
+            fh.write("Scanengine.Test.Marker:0:*:%s\n" % self.marker_bytes.hex())
+        os.chmod(p, 0o644)
+
+    def wait_generation(self, n):
+        self.daemon.wait_for(lambda: self.daemon.status()["engine_loads"] >= n and
+                             len(self.daemon.status()["generations"]) == 1,
+                             timeout=30, what="generation %d to take over alone" % n)
+
+    def test_reload_picks_up_new_signatures_without_failed_requests(self):
+        self.assertEqual(self.scan(self.marker), self.marker.encode() + b": OK\0")
+        old_engine = self.daemon.engine_pid()
+        stop = threading.Event()
+        failures, done = [], [0]
+
+        def client():
+            while not stop.is_set():
+                r = self.scan(self.eicar)
+                if r != self.eicar.encode() + b": Eicar-Test-Signature.UNOFFICIAL FOUND\0":
+                    failures.append(r)
+                done[0] += 1
+
+        threads = [threading.Thread(target=client) for _ in range(3)]
+        for t in threads:
+            t.start()
+        try:
+            time.sleep(0.3)
+            self.add_marker_signature()
+            self.assertEqual(self.daemon.command(b"zRELOAD\0"), b"RELOADING\0")
+            self.wait_generation(2)
+            time.sleep(0.3)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join()
+        self.assertEqual(failures, [])
+        self.assertGreater(done[0], 20)
+        self.assertNotEqual(self.daemon.engine_pid(), old_engine)
+        self.assertFalse(os.path.exists("/proc/%d" % old_engine) and
+                         open("/proc/%d/comm" % old_engine).read().strip() == "scanengine-zyg",
+                         "the old engine process was not retired")
+        self.assertEqual(self.scan(self.marker),
+                         self.marker.encode() + b": Scanengine.Test.Marker.UNOFFICIAL FOUND\0")
+        self.assertEqual(self.daemon.status()["definitions"]["signatures"], 3)
+        self.assertIn("generation 1 retired", self.daemon.read_log())
+
+    def test_sigusr2_reloads(self):
+        self.add_marker_signature()
+        self.daemon.proc.send_signal(signal.SIGUSR2)
+        self.wait_generation(2)
+        self.assertIn(b"FOUND", self.scan(self.marker))
+
+    def test_bad_definitions_keep_the_active_set(self):
+        with open(os.path.join(self.daemon.defs, "broken.ndb"), "w") as fh:
+            fh.write("not a signature line\n")
+        self.assertEqual(self.daemon.command(b"zRELOAD\0"), b"RELOADING\0")
+        self.daemon.wait_for(lambda: self.daemon.status()["engine_load_failures"] == 1,
+                             timeout=30, what="the failed load")
+        st = self.daemon.status()
+        self.assertEqual(st["engine_loads"], 1)
+        self.assertIn("cannot load definitions", st["last_load_error"])
+        self.assertIn("the previous definitions stay active", self.daemon.read_log())
+        # still scanning with the old engine
+        self.assertEqual(self.scan(self.eicar),
+                         self.eicar.encode() + b": Eicar-Test-Signature.UNOFFICIAL FOUND\0")
+        self.assertEqual(st["workers_alive"], 2)
+
+    def test_selfcheck_notices_changed_definitions(self):
+        self.daemon.stop()
+        self.daemon.cleanup()
+        self.daemon = Daemon(conf={"SelfCheck": "1"}).start()
+        self.add_marker_signature()
+        self.wait_generation(2)
+        self.assertIn(b"FOUND", self.scan(self.marker))
+
+
+if __name__ == "__main__":
+    unittest.main()
