@@ -331,7 +331,11 @@ static void session_reply(const struct opts *o, struct tally *t, struct pending 
 		if (pend[i].id != id)
 			continue;
 		parse_line(colon + 2, &path, &text);
-		result(o, t, pend[i].path, text);
+		/* clean files are summed up as "<argument>: OK", as clamdscan */
+		if (!strcmp(text, "OK"))
+			t->files++;
+		else
+			result(o, t, pend[i].path, text);
 		free(pend[i].path);
 		pend[i] = pend[--*npend];
 		return;

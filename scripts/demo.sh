@@ -4,13 +4,14 @@
 # socket, show the status, and stop it again.
 set -eu
 
-build=${1:-build}
 top=$(cd "$(dirname "$0")/.." && pwd)
+build=${1:-build}
+case $build in /*) ;; *) build=$top/$build ;; esac
 tmp=$(mktemp -d /tmp/scanengine-demo.XXXXXX)
 chmod 755 "$tmp"
 cleanup() {
 	if [ -f "$tmp/scanengined.pid" ]; then
-		"$top/$build/scanctl" --socket "$tmp/scanengined.sock" shutdown >/dev/null 2>&1 || true
+		"$build/scanctl" --socket "$tmp/scanengined.sock" shutdown >/dev/null 2>&1 || true
 		sleep 1
 	fi
 	rm -rf "$tmp"
@@ -42,17 +43,18 @@ echo "just an ordinary text file" >"$tmp/samples/clean.txt"
 cp /usr/share/clamav-testfiles/clam.exe "$tmp/samples/" 2>/dev/null || true
 
 echo "== starting scanengined (definitions: $top/defs/default)"
-"$top/$build/scanengined" --config-file "$tmp/scanengined.conf"
+"$build/scanengined" --config-file "$tmp/scanengined.conf"
 echo
 echo "== scanctl scan (the service opens the files)"
-"$top/$build/scanctl" --socket "$tmp/scanengined.sock" scan "$tmp/samples" || true
+"$build/scanctl" --socket "$tmp/scanengined.sock" scan "$tmp/samples/eicar.com" \
+	"$tmp/samples/clean.txt" "$tmp/samples" || true
 echo
 echo "== scanctl scan --stream (contents sent over the socket)"
-"$top/$build/scanctl" --socket "$tmp/scanengined.sock" scan --stream \
+"$build/scanctl" --socket "$tmp/scanengined.sock" scan --stream \
 	"$tmp/samples/eicar.com" "$tmp/samples/clean.txt" || true
 echo
 echo "== scanctl status"
-"$top/$build/scanctl" --socket "$tmp/scanengined.sock" status
+"$build/scanctl" --socket "$tmp/scanengined.sock" status
 echo
 echo "== service log"
 cat "$tmp/scanengined.log"
