@@ -314,7 +314,7 @@ struct engine *engine_load(const struct config *cfg, const char *tmpdir, struct 
 	rc = cl_load(cfg->database_dir, e->cl, &sigs, dbopts);
 	if (rc != CL_SUCCESS) {
 		eno = cl_to_errno(rc);
-		snprintf(err, 512, "cannot load definitions from %s: %s%s%s", cfg->database_dir,
+		snprintf(err, 512, "cannot load definitions from %.200s: %s%s%.200s", cfg->database_dir,
 			 cl_strerror(rc), last_clmsg[0] ? ": " : "", last_clmsg);
 		goto err_free;
 	}
@@ -326,7 +326,7 @@ struct engine *engine_load(const struct config *cfg, const char *tmpdir, struct 
 	rc = cl_engine_compile(e->cl);
 	if (rc != CL_SUCCESS) {
 		eno = cl_to_errno(rc);
-		snprintf(err, 512, "cannot compile definitions from %s: %s%s%s",
+		snprintf(err, 512, "cannot compile definitions from %.200s: %s%s%.200s",
 			 cfg->database_dir, cl_strerror(rc), last_clmsg[0] ? ": " : "",
 			 last_clmsg);
 		goto err_free;

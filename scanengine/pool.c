@@ -328,6 +328,7 @@ static int on_zy_failed(void *ctx, struct ipc_msg *m)
 }
 
 static void worker_death(struct worker *w, int status);
+static void worker_ready(struct worker *w);
 
 static int on_zy_spawned(void *ctx, struct ipc_msg *m)
 {
@@ -360,6 +361,8 @@ static int on_zy_spawned(void *ctx, struct ipc_msg *m)
 	}
 	if (w->state == WK_DYING)
 		kill(w->pid, SIGKILL);
+	else
+		worker_ready(w);
 	return 0;
 }
 
@@ -584,12 +587,24 @@ static void worker_death(struct worker *w, int status)
 static int on_wk_ready(void *ctx, struct ipc_msg *m)
 {
 	struct worker *w = ctx;
-	struct pool *p = w->gen->pool;
 
 	(void)m;
 	if (w->state != WK_SPAWNING || w->ready)
 		return -EPROTO;
 	w->ready = true;
+	worker_ready(w);
+	return 0;
+}
+
+/* A worker accepts work once it said READY and the zygote told us its
+ * pid (the two arrive on different sockets, in either order): a worker
+ * we could not kill must never hold a job. */
+static void worker_ready(struct worker *w)
+{
+	struct pool *p = w->gen->pool;
+
+	if (w->state != WK_SPAWNING || !w->ready || w->pid <= 0)
+		return;
 	w->state = WK_IDLE;
 	if (w->prev_death_ms)
 		log_info("worker slot %u: replacement %d accepting work %llu ms after worker %d "
@@ -601,7 +616,6 @@ static int on_wk_ready(void *ctx, struct ipc_msg *m)
 	if (w->gen != p->active)
 		worker_kill(w, NULL);
 	pool_dispatch(p);
-	return 0;
 }
 
 static int on_wk_result(void *ctx, struct ipc_msg *m)
