@@ -17,7 +17,7 @@ PYTHON  ?= /usr/bin/python3
 
 PKGS := libclamav libseccomp json-c
 
-WARN := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wformat-truncation=1 \
+WARN := -Wall -Wextra -Werror -Wshadow -Wformat=2 \
 	-Wstrict-prototypes -Wmissing-prototypes -Wpointer-arith -Wvla \
 	-Wimplicit-fallthrough -Wundef -Wwrite-strings -Wcast-align \
 	-Wno-missing-field-initializers
@@ -31,8 +31,16 @@ LDLIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 ifeq ($(SAN),1)
 CFLAGS   += -O1 -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 LDFLAGS  += -fsanitize=address,undefined
+WARN     += -Wformat-truncation=1
+else ifeq ($(SAN),fuzz)
+# libFuzzer targets (clang): make fuzz / make fuzz-run
+CC       := clang
+CFLAGS   += -O1 -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all \
+	-fno-omit-frame-pointer
+LDFLAGS  += -fsanitize=address,undefined
 else
 CPPFLAGS += -D_FORTIFY_SOURCE=2
+WARN     += -Wformat-truncation=1
 endif
 
 # Library of every module but the programs' main files.
@@ -46,8 +54,12 @@ UNIT_BIN  := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 PROGS := $(BUILD)/scanengined $(BUILD)/scanctl
 
-.PHONY: all clean demo test test-unit test-integration test-asan check-format \
-	format install uninstall bench deps
+FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
+FUZZ_SECONDS ?= 60
+
+.PHONY: all clean demo test test-unit test-integration check-format \
+	format install uninstall bench deps fuzz fuzz-bins fuzz-run
 
 all: $(PROGS)
 
@@ -69,6 +81,10 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -lcmocka -o $@
 
+$(BUILD)/fuzz/%: $(BUILD)/obj/tests/fuzz/%.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -fsanitize=fuzzer $^ $(LDLIBS) -o $@
+
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
 
 # Install missing Debian packages and create the scan account (idempotent).
@@ -89,6 +105,20 @@ test: deps
 	$(MAKE) all test-unit test-integration
 	$(MAKE) BUILD=build-asan SAN=1 all test-unit test-integration
 
+# Coverage-guided fuzzing of the parsers of untrusted input (clang/libFuzzer).
+fuzz:
+	$(MAKE) BUILD=build-fuzz SAN=fuzz fuzz-bins
+
+fuzz-bins: $(FUZZ_BIN)
+
+fuzz-run: fuzz
+	@set -e; for f in $(FUZZ_SRC:tests/fuzz/%.c=%); do \
+		mkdir -p build-fuzz/corpus/$$f; \
+		echo "== $$f ($(FUZZ_SECONDS) s)"; \
+		build-fuzz/fuzz/$$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+			build-fuzz/corpus/$$f tests/fuzz/seeds/$$f; \
+	done
+
 bench: deps all
 	tests/bench/run.sh $(BUILD)
 
@@ -105,4 +135,4 @@ uninstall:
 	scripts/install.sh --uninstall "$(DESTDIR)" "$(PREFIX)"
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz

@@ -24,7 +24,9 @@ struct ipc_hdr {
 struct ipc_msg {
 	struct ipc_hdr hdr;
 	int fd; /* received descriptor or -1; owned by whoever takes it */
-	unsigned char payload[IPC_MAX_PAYLOAD + 1]; /* +1: always NUL-terminated */
+	/* +1: always NUL-terminated; aligned so fixed payload structs can be
+	 * read in place */
+	unsigned char payload[IPC_MAX_PAYLOAD + 1] __attribute__((aligned(8)));
 };
 
 enum ipc_fd_rule {

@@ -48,7 +48,7 @@ void log_set_sink(void (*fn)(enum log_level, const char *));
 void log_msg(enum log_level lvl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* log_vmsg: va_list form of log_msg. */
-void log_vmsg(enum log_level lvl, const char *fmt, va_list ap);
+void log_vmsg(enum log_level lvl, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 
 /* log_emit: emit an already formatted line (no formatting applied). */
 void log_emit(enum log_level lvl, const char *line);

@@ -203,7 +203,7 @@ static int apply_settings(struct engine *e, const struct config *cfg, const char
 	cl_error_t rc;
 
 	for (size_t i = 0; i < SE_ARRAY_SIZE(limits); i++) {
-		const char *p = (const char *)cfg + limits[i].off;
+		const void *p = (const char *)cfg + limits[i].off;
 		long long v = limits[i].is64 ? (long long)*(const uint64_t *)p
 					     : (long long)*(const unsigned int *)p;
 

@@ -368,7 +368,7 @@ static int on_zy_spawned(void *ctx, struct ipc_msg *m)
 
 static int on_child_log(const char *who, struct ipc_msg *m)
 {
-	struct msg_log *lm = (struct msg_log *)m->payload;
+	struct msg_log *lm = (struct msg_log *)(void *)m->payload;
 	lm->text[sizeof(lm->text) - 1] = '\0';
 	m->payload[m->hdr.len - 1] = '\0';
 	if (lm->level > LOG_LVL_DEBUG)
