@@ -26,8 +26,8 @@ struct sandbox_identity {
 
 struct sandbox_worker_policy {
 	const char *scratch_dir; /* the one directory tree a worker may use */
-	uint64_t mem_limit;      /* RLIMIT_AS bytes on top of current VM size; 0: none */
-	uint64_t max_file_size;  /* RLIMIT_FSIZE for scratch files; 0: none */
+	uint64_t mem_limit;	 /* RLIMIT_AS bytes on top of current VM size; 0: none */
+	uint64_t max_file_size;	 /* RLIMIT_FSIZE for scratch files; 0: none */
 };
 
 /* sandbox_lookup_user: resolve an account name (NSS; call at start-up,
@@ -41,14 +41,19 @@ int sandbox_lookup_user(const char *name, struct sandbox_identity *id);
  * capability set and the bounding set of what remains, set
  * PR_SET_NO_NEW_PRIVS and make the process non-dumpable. If id is NULL or
  * not valid the process keeps its uid (degraded mode) but still gets no new
- * privileges. Returns 0 or -errno. */
+ * privileges, and its capabilities are cleared all the same (uid 0 without
+ * capabilities cannot override file permissions). Returns 0 or -errno;
+ * -EINVAL if the account has uid or gid 0, -EPERM if root could be regained. */
 int sandbox_drop_privileges(const struct sandbox_identity *id);
 
 /* sandbox_enter_worker: confine the calling process as a scan worker (see
  * the layers above). Call after sandbox_drop_privileges and after every
  * descriptor the worker needs is open. Irreversible. Returns 0 or -errno;
  * on error the caller must exit. A kernel without Landlock is not an error
- * (logged once); seccomp is mandatory. */
+ * (logged once); seccomp is mandatory. -EBUSY: the process has more than one
+ * thread (the others would stay unconfined). Loads the time zone (tzset)
+ * first, as /etc/localtime is out of reach afterwards. Callers setting
+ * max_file_size should ignore SIGXFSZ so oversized writes fail with EFBIG. */
 int sandbox_enter_worker(const struct sandbox_worker_policy *p);
 
 /* sandbox_landlock_abi: Landlock ABI version of the running kernel, or 0
