@@ -125,7 +125,9 @@ int util_parse_u64(const char *s, uint64_t *out)
 	char *end;
 	unsigned long long v;
 
-	if (!s || !*s || *s == '-' || *s == '+')
+	/* strtoull would skip blanks and take a sign: only digits are a
+	 * decimal unsigned integer */
+	if (!s || *s < '0' || *s > '9')
 		return -EINVAL;
 	errno = 0;
 	v = strtoull(s, &end, 10);
@@ -137,24 +139,40 @@ int util_parse_u64(const char *s, uint64_t *out)
 	return 0;
 }
 
+/* mkdir, where an existing directory (not any existing file) is fine. */
+static int mkdir_one(const char *path, mode_t mode)
+{
+	struct stat st;
+
+	if (mkdir(path, mode) == 0)
+		return 0;
+	if (errno != EEXIST)
+		return -errno;
+	if (stat(path, &st) < 0)
+		return -errno;
+	return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
+}
+
 int util_mkdir_p(const char *path, mode_t mode)
 {
 	char buf[PATH_MAX];
 	size_t len = util_strlcpy(buf, path, sizeof(buf));
+	int r;
 
 	if (len >= sizeof(buf))
 		return -ENAMETOOLONG;
+	if (!len)
+		return -ENOENT;
 	for (char *p = buf + 1; *p; p++) {
 		if (*p != '/')
 			continue;
 		*p = '\0';
-		if (mkdir(buf, mode) < 0 && errno != EEXIST)
-			return -errno;
+		r = mkdir_one(buf, mode);
+		if (r < 0)
+			return r;
 		*p = '/';
 	}
-	if (mkdir(buf, mode) < 0 && errno != EEXIST)
-		return -errno;
-	return 0;
+	return mkdir_one(buf, mode);
 }
 
 static int rm_rf_at(int parent, const char *name, int depth)
@@ -167,7 +185,9 @@ static int rm_rf_at(int parent, const char *name, int depth)
 		return 0;
 	if (errno != EISDIR && errno != EPERM)
 		return -errno;
-	if (depth > 64)
+	/* Each level holds a directory descriptor; scratch trees are as deep
+	 * as archive nesting (MaxRecursion), far below this. */
+	if (depth > 1024)
 		return -ELOOP;
 	fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)

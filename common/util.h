@@ -42,12 +42,14 @@ int util_close_fds_except(const int *keep, size_t nkeep);
  * Returns 0 or -EINVAL / -ERANGE. */
 int util_parse_u64(const char *s, uint64_t *out);
 
-/* util_mkdir_p: create a directory and its parents with mode (existing ones
- * are left as they are). Returns 0 or -errno. */
+/* util_mkdir_p: create a directory and its parents with mode (existing
+ * directories are left as they are; an existing non-directory is -ENOTDIR).
+ * Returns 0 or -errno. */
 int util_mkdir_p(const char *path, mode_t mode);
 
-/* util_rm_rf: remove a directory tree without following symlinks. Missing
- * is not an error. Returns 0 or the first -errno met. */
+/* util_rm_rf: remove a directory tree (up to 1024 levels deep) without
+ * following symlinks. Missing is not an error. Returns 0 or the first -errno
+ * met. */
 int util_rm_rf(const char *path);
 
 #endif

@@ -7,15 +7,18 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <iconv.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 struct engine {
 	struct cl_engine *cl;
 	struct cl_scan_options opts;
+	iconv_t iconv[2]; /* kept open by engine_warm_up, see there */
 };
 
 /* Per-scan state reached from libclamav's callbacks through the context
@@ -30,17 +33,24 @@ static char last_clmsg[512];
 
 static void clmsg_cb(enum cl_msg severity, const char *fullmsg, const char *msg, void *context)
 {
+	struct scan_ctx *sc = context;
 	size_t len;
 
 	(void)fullmsg;
-	(void)context;
 	if (!msg)
 		return;
-	if (severity == CL_MSG_ERROR)
-		util_strlcpy(last_clmsg, msg, sizeof(last_clmsg));
 	len = strlen(msg);
 	while (len && (msg[len - 1] == '\n' || msg[len - 1] == ' '))
 		len--;
+	if (severity == CL_MSG_ERROR) {
+		/* during a scan the context is ours: an error there means the
+		 * file was not (fully) scanned, whatever the return code says */
+		char *dst = sc ? sc->res->error : last_clmsg;
+		size_t cap = sc ? sizeof(sc->res->error) : sizeof(last_clmsg);
+
+		if (!sc || !dst[0])
+			snprintf(dst, cap, "%.*s", (int)len, msg);
+	}
 	switch (severity) {
 	case CL_MSG_ERROR:
 		log_error("libclamav: %.*s", (int)len, msg);
@@ -244,6 +254,7 @@ static int check_readable(const char *dir, char *err)
 {
 	DIR *d = opendir(dir);
 	struct dirent *de;
+	unsigned int files = 0;
 	int ret = 0;
 
 	if (!d) {
@@ -265,8 +276,13 @@ static int check_readable(const char *dir, char *err)
 			break;
 		}
 		close(fd);
+		files++;
 	}
 	closedir(d);
+	if (!ret && !files) {
+		snprintf(err, 512, "no signatures found in %s", dir);
+		ret = -ENOENT;
+	}
 	return ret;
 }
 
@@ -286,6 +302,7 @@ struct engine *engine_load(const struct config *cfg, const char *tmpdir, struct 
 		errno = ENOMEM;
 		return NULL;
 	}
+	e->iconv[0] = e->iconv[1] = (iconv_t)-1;
 	e->cl = cl_engine_new();
 	if (!e->cl) {
 		snprintf(err, 512, "out of memory creating the engine");
@@ -346,6 +363,30 @@ err_free:
 	return NULL;
 }
 
+int engine_warm_up(struct engine *e)
+{
+	static const char *const utf16[] = { "UTF-16LE", "UTF-16BE" };
+	static const char sample[] = "scanengine warm-up: nothing to find here\n";
+	struct engine_result r;
+	int fd, ret = 0;
+
+	/* glibc loads iconv modules (gconv) on first use and keeps them while
+	 * a handle is open; OLE2 parsing converts UTF-16 text. */
+	for (size_t i = 0; i < SE_ARRAY_SIZE(utf16); i++)
+		if (e->iconv[i] == (iconv_t)-1)
+			e->iconv[i] = iconv_open("UTF-8", utf16[i]);
+	/* The first scan initialises OpenSSL (its config file) for hashing. */
+	fd = memfd_create("scanengine-warmup", MFD_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (util_write_all(fd, sample, sizeof(sample) - 1) < 0 || engine_scan(e, fd, false, &r) < 0)
+		ret = -EIO;
+	else if (r.verdict != VERDICT_CLEAN)
+		ret = -EIO;
+	close(fd);
+	return ret;
+}
+
 int engine_set_tmpdir(struct engine *e, const char *dir)
 {
 	if (cl_engine_set_str(e->cl, CL_ENGINE_TMPDIR, dir) != CL_SUCCESS)
@@ -360,20 +401,38 @@ int engine_scan(struct engine *e, int fd, bool allmatch, struct engine_result *r
 	const char *virname = NULL;
 	unsigned long scanned = 0;
 	cl_error_t rc;
+	int fl;
 
 	memset(res, 0, sizeof(*res));
+	/* libclamav reports a descriptor it cannot read as clean */
+	fl = fcntl(fd, F_GETFL);
+	if (fl >= 0 && (fl & O_ACCMODE) == O_WRONLY) {
+		res->verdict = VERDICT_ERROR;
+		util_strlcpy(res->error, "File not open for reading", sizeof(res->error));
+		return 0;
+	}
 	if (allmatch)
 		opts.general |= CL_SCAN_GENERAL_ALLMATCHES;
 	if (lseek(fd, 0, SEEK_SET) < 0 && errno != ESPIPE) {
 		/* a descriptor handed over at an offset still scans from 0 */
 	}
+	/* Some errors are logged before libclamav has a scan context; the
+	 * process scans one file at a time, so they are this scan's. */
+	last_clmsg[0] = '\0';
 	rc = cl_scandesc_callback(fd, NULL, &virname, &scanned, e->cl, &opts, &sc);
+	if (!res->error[0] && last_clmsg[0])
+		util_strlcpy(res->error, last_clmsg, sizeof(res->error));
 	res->scanned_bytes = (uint64_t)scanned * CL_COUNT_PRECISION;
 	switch (rc) {
 	case CL_CLEAN:
 		/* In all-match mode libclamav returns CL_CLEAN with matches
-		 * reported only through the callback. */
-		res->verdict = res->nnames ? VERDICT_VIRUS : VERDICT_CLEAN;
+		 * reported only through the callback. A clean result after an
+		 * error was logged (no scratch directory, unreadable data) is
+		 * no verdict at all. */
+		if (res->nnames)
+			res->verdict = VERDICT_VIRUS;
+		else
+			res->verdict = res->error[0] ? VERDICT_ERROR : VERDICT_CLEAN;
 		break;
 	case CL_VIRUS:
 		res->verdict = VERDICT_VIRUS;
@@ -385,6 +444,8 @@ int engine_scan(struct engine *e, int fd, bool allmatch, struct engine_result *r
 		util_strlcpy(res->error, cl_strerror(rc), sizeof(res->error));
 		break;
 	}
+	if (res->verdict != VERDICT_ERROR)
+		res->error[0] = '\0';
 	return 0;
 }
 
@@ -394,5 +455,8 @@ void engine_free(struct engine *e)
 		return;
 	if (e->cl)
 		cl_engine_free(e->cl);
+	for (size_t i = 0; i < SE_ARRAY_SIZE(e->iconv); i++)
+		if (e->iconv[i] != (iconv_t)-1)
+			iconv_close(e->iconv[i]);
 	free(e);
 }

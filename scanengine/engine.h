@@ -32,6 +32,12 @@ int engine_global_init(char *err);
 struct engine *engine_load(const struct config *cfg, const char *tmpdir, struct msg_engine_info *info,
 			   char *err);
 
+/* engine_warm_up: do, once in the zygote, what libclamav and glibc would
+ * otherwise do lazily on a worker's first scan and can no longer do inside
+ * its sandbox: load iconv modules, initialise OpenSSL. Returns 0 or -EIO
+ * when the test scan of a harmless buffer is not clean. */
+int engine_warm_up(struct engine *e);
+
 /* engine_set_tmpdir: point scratch files at dir (each worker has its own;
  * the engine struct is a private copy-on-write page in each). Returns 0 or
  * -errno. */

@@ -24,6 +24,11 @@ enum msg_type {
 	MSG_WK_LOG,            /* struct msg_log */
 };
 
+/* A worker exits with this status when it cannot work for reasons that
+ * are not the file's (its scratch directory vanished): the job it held is
+ * retried without counting as an attempt. */
+#define WORKER_EXIT_TEMPFAIL 75
+
 struct msg_engine_info {
 	uint32_t sigs;        /* signatures loaded */
 	uint32_t db_version;  /* highest database version (0: none, plain files) */

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -222,6 +223,22 @@ static void gens_collect(struct pool *p)
 	}
 }
 
+/* Workers make their scratch directories under TemporaryDirectory as the
+ * scan user; if someone removed it, bring it back rather than let every
+ * new worker fail. */
+static void ensure_tempdir(struct pool *p)
+{
+	struct stat st;
+
+	if (stat(p->cfg->temp_dir, &st) == 0)
+		return;
+	log_warn("TemporaryDirectory %s disappeared; recreating it", p->cfg->temp_dir);
+	if (util_mkdir_p(p->cfg->temp_dir, 0700) < 0 ||
+	    (p->id && p->id->valid && chown(p->cfg->temp_dir, p->id->uid, p->id->gid) < 0))
+		log_error("cannot recreate TemporaryDirectory %s: %s", p->cfg->temp_dir,
+			  strerror(errno));
+}
+
 static void worker_spawn(struct worker *w)
 {
 	struct generation *g = w->gen;
@@ -230,6 +247,7 @@ static void worker_spawn(struct worker *w)
 
 	if (g->zsock < 0 || g->zygote_exited)
 		return;
+	ensure_tempdir(p);
 	r = ipc_pair(sv);
 	if (r < 0) {
 		log_error("cannot create a worker socket: %s", strerror(-r));
@@ -538,7 +556,9 @@ static void worker_death(struct worker *w, int status)
 	struct generation *g = w->gen;
 	struct pool *p = g->pool;
 	struct job *j = w->job;
-	bool crash = !w->retiring || w->timed_out || j;
+	/* the worker's own report that the failure was not the file's */
+	bool tempfail = WIFEXITED(status) && WEXITSTATUS(status) == WORKER_EXIT_TEMPFAIL;
+	bool crash = (!w->retiring || w->timed_out || j) && !tempfail;
 	char how[96], path[4200];
 
 	describe_status(status, how, sizeof(how));
@@ -555,6 +575,8 @@ static void worker_death(struct worker *w, int status)
 			p->st.timeouts++;
 		log_warn("worker %d %s%s%s%s", (int)w->pid, w->timed_out ? "exceeded MaxScanTime, " : "",
 			 how, j ? " while scanning " : "", j ? (j->label ? j->label : "?") : "");
+	} else if (tempfail) {
+		log_warn("worker %d could not go on (%s); replacing it", (int)w->pid, how);
 	} else {
 		log_debug("worker %d %s", (int)w->pid, how);
 	}
@@ -566,6 +588,8 @@ static void worker_death(struct worker *w, int status)
 
 	if (j) {
 		j->worker = NULL;
+		if (tempfail)
+			j->attempts--;
 		if (p->shutting_down) {
 			job_fail(p, j, "Service shutting down");
 		} else if (j->attempts < JOB_MAX_ATTEMPTS) {

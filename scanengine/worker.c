@@ -7,6 +7,7 @@
 #include "scanengine/msgs.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +19,7 @@
 struct worker_ctx {
 	struct engine *engine;
 	int sock;
+	int scratch_fd; /* O_PATH: tells whether the scratch directory still exists */
 };
 
 /* The log sink needs the socket; it is a callback without context. */
@@ -42,7 +44,14 @@ static int on_scan(void *vctx, struct ipc_msg *m)
 	struct msg_result *hdr = (struct msg_result *)out;
 	size_t len = sizeof(*hdr);
 	uint64_t t0 = util_now_us();
+	struct stat st;
+	int r;
 
+	/* Without its scratch directory (removed behind our back; Landlock
+	 * lets us create nothing else) this worker cannot scan archives:
+	 * leave unanswered, so the job is retried on a fresh worker. */
+	if (fstat(w->scratch_fd, &st) == 0 && st.st_nlink == 0)
+		fatal(WORKER_EXIT_TEMPFAIL, "worker: scratch directory removed; exiting to be replaced");
 	engine_scan(w->engine, m->fd, req->flags & MSG_SCAN_ALLMATCH, &res);
 	util_close(&m->fd); /* before answering: the job is over */
 
@@ -64,7 +73,10 @@ static int on_scan(void *vctx, struct ipc_msg *m)
 		memcpy(out + len, res.error, l);
 		len += l;
 	}
-	return ipc_send(w->sock, MSG_WK_RESULT, m->hdr.id, out, len, -1);
+	r = ipc_send(w->sock, MSG_WK_RESULT, m->hdr.id, out, len, -1);
+	if (fstat(w->scratch_fd, &st) == 0 && st.st_nlink == 0)
+		fatal(WORKER_EXIT_TEMPFAIL, "worker: scratch directory removed; exiting to be replaced");
+	return r;
 }
 
 static const struct ipc_handler worker_handlers[] = {
@@ -74,7 +86,7 @@ static const struct ipc_handler worker_handlers[] = {
 
 void worker_main(struct engine *e, const struct config *cfg, int sock)
 {
-	struct worker_ctx w = { .engine = e, .sock = sock };
+	struct worker_ctx w = { .engine = e, .sock = sock, .scratch_fd = -1 };
 	struct sandbox_worker_policy pol = { 0 };
 	struct msg_spawned ready = { .pid = (int32_t)getpid() };
 	static struct ipc_msg msg;
@@ -91,7 +103,8 @@ void worker_main(struct engine *e, const struct config *cfg, int sock)
 	if (mkdir(scratch, 0700) < 0 && errno != EEXIST)
 		fatal(1, "worker: cannot create scratch directory %s: %s", scratch,
 		      strerror(errno));
-	if (engine_set_tmpdir(e, scratch) < 0)
+	w.scratch_fd = open(scratch, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (w.scratch_fd < 0 || engine_set_tmpdir(e, scratch) < 0)
 		fatal(1, "worker: cannot use scratch directory %s", scratch);
 	pol.scratch_dir = scratch;
 	pol.mem_limit = cfg->worker_memory_limit;

@@ -116,6 +116,12 @@ void zygote_main(const struct config *cfg, const struct sandbox_identity *id, in
 	z.engine = engine_load(cfg, cfg->temp_dir, &info, err);
 	if (!z.engine)
 		goto fail;
+	/* a set whose signatures match a line of plain text matches everything */
+	if (engine_warm_up(z.engine) < 0) {
+		snprintf(err, sizeof(err), "definitions from %s fail a test scan of a harmless text",
+			 cfg->database_dir);
+		goto fail;
+	}
 	info.rss_kb = vm_rss_kb();
 	if (ipc_send(sock, MSG_ZY_READY, 0, &info, sizeof(info), -1) < 0)
 		_exit(1);

@@ -9,7 +9,7 @@ import shutil
 import subprocess
 import unittest
 
-from harness import SCAN_USER, SLOW, DaemonTestCase
+from harness import EICAR, SCAN_USER, SLOW, DaemonTestCase
 
 
 def proc_status(pid):
@@ -68,8 +68,31 @@ class SandboxTest(DaemonTestCase):
             for fd in os.listdir("/proc/%d/fd" % pid):
                 fds[int(fd)] = os.readlink("/proc/%d/fd/%s" % (pid, fd))
             extra = {fd: t for fd, t in fds.items() if fd > 2}
-            self.assertEqual(len(extra), 1, extra)
-            self.assertTrue(list(extra.values())[0].startswith("socket:"), extra)
+            # its socket, and an O_PATH handle on its own scratch directory
+            self.assertEqual(len(extra), 2, extra)
+            kinds = sorted(extra.values())
+            self.assertTrue(kinds[1].startswith("socket:"), extra)
+            self.assertEqual(kinds[0], os.path.join(self.daemon.state, "tmp", "worker-%d" % pid))
+
+    def test_worker_without_scratch_directory_is_replaced(self):
+        """A scratch directory removed behind a worker's back: the worker
+        makes way for a fresh one, and the job it was given is retried
+        there; nothing is answered OK unscanned."""
+        pids = self.daemon.worker_pids()
+        # even the directory above them
+        shutil.rmtree(os.path.join(self.daemon.state, "tmp"))
+        eicar = os.path.join(self.daemon.dir, "eicar.com")
+        with open(eicar, "wb") as fh:
+            fh.write(EICAR)
+        replies = [self.daemon.command(b"zSCAN " + eicar.encode() + b"\0") for _ in range(4)]
+        for r in replies:
+            self.assertEqual(r, eicar.encode() + b": Eicar-Test-Signature.UNOFFICIAL FOUND\0")
+        self.daemon.wait_for(lambda: len(self.daemon.worker_pids()) == 2 and
+                             not set(pids) & set(self.daemon.worker_pids()),
+                             timeout=30, what="fresh workers")
+        self.assertEqual(self.daemon.command(b"zSCAN " + eicar.encode() + b"\0"),
+                         eicar.encode() + b": Eicar-Test-Signature.UNOFFICIAL FOUND\0")
+        self.assertIn("scratch directory removed", self.daemon.read_log())
 
     @unittest.skipUnless(shutil.which("gdb"), "gdb not installed")
     def test_open_and_socket_fail_inside_a_live_worker(self):

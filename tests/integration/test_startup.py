@@ -114,7 +114,7 @@ class StartupFailureTest(unittest.TestCase):
         empty = make_defs(os.path.join(self.d.dir, "empty"), files=[], ndb_eicar=False)
         self.d.conf["DatabaseDirectory"] = empty
         r = self.start_daemonized()
-        self.assert_failed_cleanly(r, 1, "No supported database files found", empty)
+        self.assert_failed_cleanly(r, 1, "no signatures found in", empty)
 
     def test_socket_in_use_by_another_process(self):
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
