@@ -82,6 +82,7 @@ class Daemon:
             "MaxThreads": str(workers),
         }
         self.conf.update(conf or {})
+        self.env = None  # extra environment for the daemon
         self.proc = None
 
     def write_conf(self):
@@ -98,7 +99,8 @@ class Daemon:
         self.stderr = open(self.stderr_path, "ab")
         self.proc = subprocess.Popen(
             [SCANENGINED, "--config-file", self.conf_path, "--foreground"],
-            stdout=self.stderr, stderr=self.stderr)
+            stdout=self.stderr, stderr=self.stderr,
+            env=dict(os.environ, **self.env) if self.env else None)
         deadline = time.time() + timeout * SLOW
         while time.time() < deadline:
             if self.proc.poll() is not None:

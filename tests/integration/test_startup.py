@@ -182,6 +182,34 @@ class StartupFailureTest(unittest.TestCase):
         self.assertFalse(os.path.exists(self.d.sock))
         self.assertFalse(os.path.exists(self.d.pidfile))
 
+    def test_systemd_notification(self):
+        """Type=notify: READY=1 once the engine is loaded and the socket
+        answers, WATCHDOG=1 at half the asked interval, STOPPING=1."""
+        path = os.path.join(self.d.dir, "notify")
+        ns = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        ns.bind(path)
+        ns.settimeout(30 * SLOW)
+        self.d.env = {"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "400000"}
+        try:
+            self.d.start()
+            msgs = []
+            while not any(m.startswith("READY=1") for m in msgs):
+                msgs.append(ns.recv(4096).decode())
+            ready = [m for m in msgs if m.startswith("READY=1")][0]
+            self.assertIn("STATUS=2 signatures", ready)
+            t0 = time.time()
+            dogs = 0
+            while time.time() - t0 < 1.5:
+                if ns.recv(4096).decode() == "WATCHDOG=1":
+                    dogs += 1
+            self.assertGreaterEqual(dogs, 3)
+            self.d.proc.send_signal(15)
+            while ns.recv(4096).decode() != "STOPPING=1":
+                pass
+            self.d.stop()
+        finally:
+            ns.close()
+
     def test_check_config(self):
         self.d.write_conf()
         r = subprocess.run([SCANENGINED, "--config-file", self.d.conf_path, "--check-config"],
