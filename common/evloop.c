@@ -44,7 +44,7 @@ void evloop_free(struct evloop *ev)
 
 int evloop_add(struct evloop *ev, struct ev_handler *h, uint32_t events)
 {
-	struct epoll_event e = { .events = events, .data.ptr = h };
+	struct epoll_event e = {.events = events, .data.ptr = h};
 
 	if (epoll_ctl(ev->epfd, EPOLL_CTL_ADD, h->fd, &e) < 0)
 		return -errno;
@@ -54,7 +54,7 @@ int evloop_add(struct evloop *ev, struct ev_handler *h, uint32_t events)
 
 int evloop_mod(struct evloop *ev, struct ev_handler *h, uint32_t events)
 {
-	struct epoll_event e = { .events = events, .data.ptr = h };
+	struct epoll_event e = {.events = events, .data.ptr = h};
 
 	if (!h->events)
 		return evloop_add(ev, h, events);

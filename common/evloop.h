@@ -11,7 +11,7 @@
 #include <stdint.h>
 #include <sys/epoll.h>
 
-#define container_of(ptr, type, member) ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
+#define container_of(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
 
 struct ev_handler {
 	int fd;

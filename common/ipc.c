@@ -21,37 +21,18 @@ int ipc_pair(int sv[2])
 
 int ipc_send(int sock, uint32_t type, uint64_t id, const void *payload, size_t len, int fd)
 {
-	struct ipc_hdr hdr = { .type = type, .len = (uint32_t)len, .id = id };
+	struct ipc_hdr hdr = {.type = type, .len = (uint32_t)len, .id = id};
 	struct iovec iov[2] = {
-		{ .iov_base = &hdr, .iov_len = sizeof(hdr) },
-		{ .iov_base = (void *)payload, .iov_len = len },
+		{.iov_base = &hdr, .iov_len = sizeof(hdr)},
+		{.iov_base = (void *)payload, .iov_len = len},
 	};
-	union {
-		char buf[CMSG_SPACE(sizeof(int))];
-		struct cmsghdr align;
-	} cm;
-	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = len ? 2 : 1 };
 	ssize_t n;
 
 	if (len > IPC_MAX_PAYLOAD)
 		return -EMSGSIZE;
-	if (fd >= 0) {
-		struct cmsghdr *c;
-
-		memset(&cm, 0, sizeof(cm));
-		mh.msg_control = cm.buf;
-		mh.msg_controllen = sizeof(cm.buf);
-		c = CMSG_FIRSTHDR(&mh);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(sizeof(int));
-		memcpy(CMSG_DATA(c), &fd, sizeof(int));
-	}
-	do
-		n = sendmsg(sock, &mh, MSG_NOSIGNAL);
-	while (n < 0 && errno == EINTR);
+	n = util_sendmsg_fd(sock, iov, len ? 2 : 1, fd, 0);
 	if (n < 0)
-		return -errno;
+		return (int)n;
 	if ((size_t)n != sizeof(hdr) + len)
 		return -EPROTO; /* cannot happen on SOCK_SEQPACKET */
 	return 0;
@@ -60,8 +41,8 @@ int ipc_send(int sock, uint32_t type, uint64_t id, const void *payload, size_t l
 int ipc_recv(int sock, struct ipc_msg *m)
 {
 	struct iovec iov[2] = {
-		{ .iov_base = &m->hdr, .iov_len = sizeof(m->hdr) },
-		{ .iov_base = m->payload, .iov_len = IPC_MAX_PAYLOAD },
+		{.iov_base = &m->hdr, .iov_len = sizeof(m->hdr)},
+		{.iov_base = m->payload, .iov_len = IPC_MAX_PAYLOAD},
 	};
 	union {
 		char buf[CMSG_SPACE(sizeof(int) * IPC_MAX_RX_FDS)];

@@ -19,7 +19,7 @@ static struct {
 	int fd;
 	bool to_stderr, to_syslog, verbose, timestamps;
 	void (*sink)(enum log_level, const char *);
-} lg = { .ident = "scanengine", .fd = -1, .to_stderr = true };
+} lg = {.ident = "scanengine", .fd = -1, .to_stderr = true};
 
 static const char *const level_names[] = {
 	[LOG_LVL_ERROR] = "ERROR",

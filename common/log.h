@@ -16,13 +16,13 @@ enum log_level {
 };
 
 struct log_options {
-	const char *ident;    /* program name in lines and syslog */
-	const char *file;     /* append here, or NULL */
-	bool to_stderr;       /* also write to stderr */
-	bool to_syslog;       /* also send to syslog */
-	int syslog_facility;  /* LOG_LOCAL6 etc. */
-	bool verbose;         /* include LOG_LVL_DEBUG */
-	bool timestamps;      /* prefix lines with local time (file/stderr) */
+	const char *ident;   /* program name in lines and syslog */
+	const char *file;    /* append here, or NULL */
+	bool to_stderr;	     /* also write to stderr */
+	bool to_syslog;	     /* also send to syslog */
+	int syslog_facility; /* LOG_LOCAL6 etc. */
+	bool verbose;	     /* include LOG_LVL_DEBUG */
+	bool timestamps;     /* prefix lines with local time (file/stderr) */
 };
 
 /* log_open: configure the process logger. The file is opened O_APPEND and
@@ -48,14 +48,15 @@ void log_set_sink(void (*fn)(enum log_level, const char *));
 void log_msg(enum log_level lvl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* log_vmsg: va_list form of log_msg. */
-void log_vmsg(enum log_level lvl, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+void log_vmsg(enum log_level lvl, const char *fmt, va_list ap)
+	__attribute__((format(printf, 2, 0)));
 
 /* log_emit: emit an already formatted line (no formatting applied). */
 void log_emit(enum log_level lvl, const char *line);
 
 #define log_error(...) log_msg(LOG_LVL_ERROR, __VA_ARGS__)
-#define log_warn(...) log_msg(LOG_LVL_WARN, __VA_ARGS__)
-#define log_info(...) log_msg(LOG_LVL_INFO, __VA_ARGS__)
+#define log_warn(...)  log_msg(LOG_LVL_WARN, __VA_ARGS__)
+#define log_info(...)  log_msg(LOG_LVL_INFO, __VA_ARGS__)
 #define log_debug(...) log_msg(LOG_LVL_DEBUG, __VA_ARGS__)
 
 /* fatal: log at error level and _exit(status). Only at start-up or inside a

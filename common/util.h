@@ -8,8 +8,8 @@
 #include <sys/types.h>
 
 #define SE_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
-#define SE_MIN(a, b) ((a) < (b) ? (a) : (b))
-#define SE_MAX(a, b) ((a) > (b) ? (a) : (b))
+#define SE_MIN(a, b)	 ((a) < (b) ? (a) : (b))
+#define SE_MAX(a, b)	 ((a) > (b) ? (a) : (b))
 
 /* util_close: close fd if it is >= 0 and set it to -1; keeps errno. */
 void util_close(int *fd);
@@ -33,6 +33,14 @@ int util_set_cloexec(int fd);
 /* util_write_all: write len bytes (blocking fd), retrying on EINTR and short
  * writes. Returns 0 or -errno. */
 int util_write_all(int fd, const void *buf, size_t len);
+
+struct iovec;
+
+/* util_sendmsg_fd: sendmsg() of iov[iovcnt] with fd attached (SCM_RIGHTS)
+ * when fd >= 0; extra send flags in flags. Retries on EINTR and never
+ * raises SIGPIPE. The fd stays the caller's. Returns the bytes sent or
+ * -errno. */
+ssize_t util_sendmsg_fd(int sock, const struct iovec *iov, int iovcnt, int fd, int flags);
 
 /* util_close_fds_except: close every descriptor >= 3 that is not in keep[]
  * (used in a child right after fork). Returns 0 or -errno. */

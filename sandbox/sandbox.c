@@ -282,6 +282,17 @@ static int switch_user(const struct sandbox_identity *id)
 	return 0;
 }
 
+/* No privileges from execve ever again; no core dumps holding scanned data
+ * and no ptrace by other processes of the same uid. */
+static int no_new_privs(void)
+{
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+		return -errno;
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+		return -errno;
+	return 0;
+}
+
 int sandbox_drop_privileges(const struct sandbox_identity *id)
 {
 	bool do_switch = id && id->valid && geteuid() == 0;
@@ -306,13 +317,7 @@ int sandbox_drop_privileges(const struct sandbox_identity *id)
 	r = caps_clear();
 	if (r < 0)
 		return r;
-	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
-		return -errno;
-	/* No core dumps with scanned data, no ptrace by other processes of the
-	 * same uid. */
-	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
-		return -errno;
-	return 0;
+	return no_new_privs();
 }
 
 int sandbox_landlock_abi(void)
@@ -678,10 +683,9 @@ int sandbox_enter_worker(const struct sandbox_worker_policy *p)
 		return r;
 	/* Required by landlock_restrict_self and seccomp for an unprivileged
 	 * caller; idempotent if sandbox_drop_privileges ran. */
-	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
-		return -errno;
-	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
-		return -errno;
+	r = no_new_privs();
+	if (r < 0)
+		return r;
 	r = landlock_confine(p->scratch_dir);
 	if (r < 0)
 		return r;

@@ -23,10 +23,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#define EXIT_FOUND 1
-#define EXIT_USAGE 2
+#define EXIT_FOUND     1
+#define EXIT_USAGE     2
 #define SESSION_WINDOW 32 /* requests in flight in one IDSESSION */
-#define REPLY_MAX (PATH_MAX + 1024)
+#define REPLY_MAX      (PATH_MAX + 1024)
 
 struct opts {
 	const char *socket;
@@ -86,7 +86,7 @@ static void die(int status, const char *fmt, ...)
 
 static int connect_service(const struct opts *o)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	int fd;
 
 	if (strlen(o->socket) >= sizeof(sa.sun_path))
@@ -164,7 +164,7 @@ static int read_reply(struct reader *r, char *out, size_t outlen)
 /* One command, one reply (z-framing). Returns the reply in out. */
 static void simple_command(const struct opts *o, const char *cmd, char *out, size_t outlen)
 {
-	struct reader r = { .fd = connect_service(o) };
+	struct reader r = {.fd = connect_service(o)};
 
 	send_cmd(r.fd, cmd);
 	if (!read_reply(&r, out, outlen))
@@ -240,7 +240,7 @@ static void parse_line(char *line, const char **path, const char **text)
 static void scan_by_path(const struct opts *o, struct tally *t, const char *abs)
 {
 	char cmd[PATH_MAX + 32], line[REPLY_MAX];
-	struct reader r = { .fd = connect_service(o) };
+	struct reader r = {.fd = connect_service(o)};
 	unsigned long before_inf = t->infected, before_err = t->errors;
 	bool any = false;
 
@@ -273,26 +273,14 @@ struct pending {
 
 static void send_fildes(int sock, int fd)
 {
-	char byte = '\0';
-	struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
-	union {
-		char buf[CMSG_SPACE(sizeof(int))];
-		struct cmsghdr align;
-	} cm;
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.buf,
-			     .msg_controllen = sizeof(cm.buf) };
-	struct cmsghdr *c;
+	/* clamd takes the descriptor from the byte after the command */
+	struct iovec iov = {.iov_base = (void *)"", .iov_len = 1};
+	ssize_t n;
 
 	send_cmd(sock, "zFILDES");
-	memset(&cm, 0, sizeof(cm));
-	c = CMSG_FIRSTHDR(&mh);
-	c->cmsg_level = SOL_SOCKET;
-	c->cmsg_type = SCM_RIGHTS;
-	c->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(c), &fd, sizeof(int));
-	while (sendmsg(sock, &mh, MSG_NOSIGNAL) < 0)
-		if (errno != EINTR)
-			die(EXIT_USAGE, "lost the connection to scanengined: %s", strerror(errno));
+	n = util_sendmsg_fd(sock, &iov, 1, fd, 0);
+	if (n < 0)
+		die(EXIT_USAGE, "lost the connection to scanengined: %s", strerror((int)-n));
 }
 
 static void send_stream(int sock, int fd, const char *path)
@@ -346,9 +334,9 @@ static void session_reply(const struct opts *o, struct tally *t, struct pending 
 
 static void scan_by_session(const struct opts *o, struct tally *t, const char *abs)
 {
-	struct walk_opts wo = { 0 };
+	struct walk_opts wo = {0};
 	struct walk *w = walk_new(abs, &wo);
-	struct reader r = { .fd = connect_service(o) };
+	struct reader r = {.fd = connect_service(o)};
 	struct pending pend[SESSION_WINDOW];
 	unsigned int npend = 0, id = 0;
 	unsigned long before_inf = t->infected, before_err = t->errors;
@@ -402,12 +390,12 @@ static void scan_by_session(const struct opts *o, struct tally *t, const char *a
 static int cmd_scan(struct opts *o, int argc, char **argv)
 {
 	static const struct option lopts[] = {
-		{ "fdpass", no_argument, NULL, 'f' },
-		{ "stream", no_argument, NULL, 's' },
-		{ "multiscan", no_argument, NULL, 'm' },
-		{ 0 },
+		{"fdpass", no_argument, NULL, 'f'},
+		{"stream", no_argument, NULL, 's'},
+		{"multiscan", no_argument, NULL, 'm'},
+		{0},
 	};
-	struct tally t = { 0 };
+	struct tally t = {0};
 	struct timespec t0, t1;
 	int c;
 
@@ -460,7 +448,8 @@ static int cmd_scan(struct opts *o, int argc, char **argv)
 		struct json_object *out = json_object_new_object();
 
 		json_object_object_add(out, "results", t.results);
-		json_object_object_add(out, "scanned_files", json_object_new_int64((int64_t)t.files));
+		json_object_object_add(out, "scanned_files",
+				       json_object_new_int64((int64_t)t.files));
 		json_object_object_add(out, "infected_files",
 				       json_object_new_int64((int64_t)t.infected));
 		json_object_object_add(out, "errors", json_object_new_int64((int64_t)t.errors));
@@ -523,8 +512,9 @@ static int cmd_status(const struct opts *o)
 	}
 	json_object_object_get_ex(st, "definitions", &defs);
 	up = jint(st, "uptime_seconds");
-	print_kv("service", "scanengined %s, pid %lld, up %lldd %02lld:%02lld:%02lld", jstr(st, "version"),
-		 jint(st, "pid"), up / 86400, up / 3600 % 24, up / 60 % 60, up % 60);
+	print_kv("service", "scanengined %s, pid %lld, up %lldd %02lld:%02lld:%02lld",
+		 jstr(st, "version"), jint(st, "pid"), up / 86400, up / 3600 % 24, up / 60 % 60,
+		 up % 60);
 	print_kv("socket", "%s", jstr(st, "socket"));
 	if (defs && json_object_get_boolean(json_object_object_get(defs, "loaded"))) {
 		print_kv("definitions", "%lld signatures, version %lld, loaded in %lld ms",
@@ -565,8 +555,9 @@ static int cmd_simple(const struct opts *o, const char *cmd, const char *expect)
 		struct json_object *out = json_object_new_object();
 
 		json_object_object_add(out, "reply", json_object_new_string(reply));
-		json_object_object_add(out, "ok", json_object_new_boolean(
-							 !expect || !strncmp(reply, expect, strlen(expect))));
+		json_object_object_add(out, "ok",
+				       json_object_new_boolean(
+					       !expect || !strncmp(reply, expect, strlen(expect))));
 		printf("%s\n", json_object_to_json_string_ext(out, JSON_C_TO_STRING_PRETTY));
 		json_object_put(out);
 	} else {
@@ -577,7 +568,7 @@ static int cmd_simple(const struct opts *o, const char *cmd, const char *expect)
 
 static int cmd_shutdown(const struct opts *o)
 {
-	struct reader r = { .fd = connect_service(o) };
+	struct reader r = {.fd = connect_service(o)};
 	char reply[1024];
 
 	send_cmd(r.fd, "zSHUTDOWN");
@@ -597,16 +588,16 @@ static int cmd_shutdown(const struct opts *o)
 int main(int argc, char **argv)
 {
 	static const struct option lopts[] = {
-		{ "socket", required_argument, NULL, 's' },
-		{ "config-file", required_argument, NULL, 'c' },
-		{ "json", no_argument, NULL, 'j' },
-		{ "help", no_argument, NULL, 'h' },
-		{ "version", no_argument, NULL, 'V' },
-		{ 0 },
+		{"socket", required_argument, NULL, 's'},
+		{"config-file", required_argument, NULL, 'c'},
+		{"json", no_argument, NULL, 'j'},
+		{"help", no_argument, NULL, 'h'},
+		{"version", no_argument, NULL, 'V'},
+		{0},
 	};
-	struct opts o = { 0 };
+	struct opts o = {0};
 	const char *config = NULL;
-	struct config cfg = { 0 };
+	struct config cfg = {0};
 	char err[CONFIG_ERR_MAX];
 	struct stat st;
 	const char *cmd;

@@ -124,8 +124,14 @@ struct limit {
 	int is64;
 };
 
-#define LIM32(f, m) { f, offsetof(struct config, m), 0 }
-#define LIM64(f, m) { f, offsetof(struct config, m), 1 }
+#define LIM32(f, m)                                                                                \
+	{                                                                                          \
+		f, offsetof(struct config, m), 0                                                   \
+	}
+#define LIM64(f, m)                                                                                \
+	{                                                                                          \
+		f, offsetof(struct config, m), 1                                                   \
+	}
 
 static const struct limit limits[] = {
 	LIM64(CL_ENGINE_MAX_SCANSIZE, max_scan_size),
@@ -170,7 +176,10 @@ static uint32_t *w_mail(struct cl_scan_options *o)
 	return &o->mail;
 }
 
-#define FLAG(m, w, b) { offsetof(struct config, m), w, b }
+#define FLAG(m, w, b)                                                                              \
+	{                                                                                          \
+		offsetof(struct config, m), w, b                                                   \
+	}
 
 /* clamd.conf switch -> scan option bit, as clamd maps them. */
 static const struct flag flags[] = {
@@ -286,8 +295,8 @@ static int check_readable(const char *dir, char *err)
 	return ret;
 }
 
-struct engine *engine_load(const struct config *cfg, const char *tmpdir, struct msg_engine_info *info,
-			   char *err)
+struct engine *engine_load(const struct config *cfg, const char *tmpdir,
+			   struct msg_engine_info *info, char *err)
 {
 	struct engine *e;
 	unsigned int sigs = 0, dbopts = CL_DB_STDOPT;
@@ -331,8 +340,8 @@ struct engine *engine_load(const struct config *cfg, const char *tmpdir, struct 
 	rc = cl_load(cfg->database_dir, e->cl, &sigs, dbopts);
 	if (rc != CL_SUCCESS) {
 		eno = cl_to_errno(rc);
-		snprintf(err, 512, "cannot load definitions from %.200s: %s%s%.200s", cfg->database_dir,
-			 cl_strerror(rc), last_clmsg[0] ? ": " : "", last_clmsg);
+		snprintf(err, 512, "cannot load definitions from %.200s: %s%s%.200s",
+			 cfg->database_dir, cl_strerror(rc), last_clmsg[0] ? ": " : "", last_clmsg);
 		goto err_free;
 	}
 	if (sigs == 0) {
@@ -344,8 +353,7 @@ struct engine *engine_load(const struct config *cfg, const char *tmpdir, struct 
 	if (rc != CL_SUCCESS) {
 		eno = cl_to_errno(rc);
 		snprintf(err, 512, "cannot compile definitions from %.200s: %s%s%.200s",
-			 cfg->database_dir, cl_strerror(rc), last_clmsg[0] ? ": " : "",
-			 last_clmsg);
+			 cfg->database_dir, cl_strerror(rc), last_clmsg[0] ? ": " : "", last_clmsg);
 		goto err_free;
 	}
 	info->sigs = sigs;
@@ -365,7 +373,7 @@ err_free:
 
 int engine_warm_up(struct engine *e)
 {
-	static const char *const utf16[] = { "UTF-16LE", "UTF-16BE" };
+	static const char *const utf16[] = {"UTF-16LE", "UTF-16BE"};
 	static const char sample[] = "scanengine warm-up: nothing to find here\n";
 	struct engine_result r;
 	int fd, ret = 0;
@@ -397,7 +405,7 @@ int engine_set_tmpdir(struct engine *e, const char *dir)
 int engine_scan(struct engine *e, int fd, bool allmatch, struct engine_result *res)
 {
 	struct cl_scan_options opts = e->opts;
-	struct scan_ctx sc = { .res = res };
+	struct scan_ctx sc = {.res = res};
 	const char *virname = NULL;
 	unsigned long scanned = 0;
 	cl_error_t rc;

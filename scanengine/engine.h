@@ -16,7 +16,7 @@ struct engine_result {
 	enum msg_verdict verdict;
 	unsigned int nnames;
 	char names[MSG_RESULT_MAX_NAMES][128]; /* signature names, in match order */
-	char error[256];                       /* for VERDICT_ERROR */
+	char error[256];		       /* for VERDICT_ERROR */
 	uint64_t scanned_bytes;
 };
 
@@ -29,8 +29,8 @@ int engine_global_init(char *err);
  * files go to tmpdir. Returns the engine or NULL with a one-line reason in
  * err[512] and errno set (ENOENT missing files, EACCES unreadable, ENOMEM,
  * EINVAL malformed databases). Free with engine_free. */
-struct engine *engine_load(const struct config *cfg, const char *tmpdir, struct msg_engine_info *info,
-			   char *err);
+struct engine *engine_load(const struct config *cfg, const char *tmpdir,
+			   struct msg_engine_info *info, char *err);
 
 /* engine_warm_up: do, once in the zygote, what libclamav and glibc would
  * otherwise do lazily on a worker's first scan and can no longer do inside

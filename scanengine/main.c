@@ -18,21 +18,20 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f,
-		"Usage: scanengined [OPTIONS]\n"
-		"\n"
-		"On-access and on-demand malware scanning service on libclamav, speaking\n"
-		"the clamd socket protocol.\n"
-		"\n"
-		"  -c, --config-file FILE  read FILE (default " CONFIG_DEFAULT_PATH ")\n"
-		"  -F, --foreground        stay in the foreground, log to stderr too\n"
-		"  -t, --check-config      check the configuration file and exit\n"
-		"  -V, --version           print the version and exit\n"
-		"  -h, --help              this help\n"
-		"\n"
-		"Signals: SIGTERM/SIGINT stop, SIGUSR2 reloads definitions, SIGHUP reopens\n"
-		"the log file. Exit status: 0 stopped cleanly, 1 start-up failed, 2 usage\n"
-		"or configuration error.\n");
+	fprintf(f, "Usage: scanengined [OPTIONS]\n"
+		   "\n"
+		   "On-access and on-demand malware scanning service on libclamav, speaking\n"
+		   "the clamd socket protocol.\n"
+		   "\n"
+		   "  -c, --config-file FILE  read FILE (default " CONFIG_DEFAULT_PATH ")\n"
+		   "  -F, --foreground        stay in the foreground, log to stderr too\n"
+		   "  -t, --check-config      check the configuration file and exit\n"
+		   "  -V, --version           print the version and exit\n"
+		   "  -h, --help              this help\n"
+		   "\n"
+		   "Signals: SIGTERM/SIGINT stop, SIGUSR2 reloads definitions, SIGHUP reopens\n"
+		   "the log file. Exit status: 0 stopped cleanly, 1 start-up failed, 2 usage\n"
+		   "or configuration error.\n");
 }
 
 static void open_logs(const struct config *cfg, bool to_stderr)
@@ -121,16 +120,16 @@ static int daemonize(int *ready_fd)
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "config-file", required_argument, NULL, 'c' },
-		{ "foreground", no_argument, NULL, 'F' },
-		{ "check-config", no_argument, NULL, 't' },
-		{ "version", no_argument, NULL, 'V' },
-		{ "help", no_argument, NULL, 'h' },
-		{ 0 },
+		{"config-file", required_argument, NULL, 'c'},
+		{"foreground", no_argument, NULL, 'F'},
+		{"check-config", no_argument, NULL, 't'},
+		{"version", no_argument, NULL, 'V'},
+		{"help", no_argument, NULL, 'h'},
+		{0},
 	};
 	const char *path = NULL;
 	bool foreground = false, check = false;
-	struct config cfg = { 0 };
+	struct config cfg = {0};
 	char err[CONFIG_ERR_MAX];
 	int c, ready_fd = -1, status;
 	struct stat st;
@@ -147,7 +146,8 @@ int main(int argc, char **argv)
 			check = true;
 			break;
 		case 'V':
-			printf("scanengined %s (libclamav %s)\n", SCANENGINE_VERSION, engine_version());
+			printf("scanengined %s (libclamav %s)\n", SCANENGINE_VERSION,
+			       engine_version());
 			return 0;
 		case 'h':
 			usage(stdout);

@@ -12,16 +12,16 @@ enum msg_type {
 	/* supervisor -> zygote */
 	MSG_ZY_SPAWN = 0x100, /* id: worker slot; fd: worker's end of its socketpair */
 	/* zygote -> supervisor */
-	MSG_ZY_READY = 0x180,  /* struct msg_engine_info */
-	MSG_ZY_FAILED,         /* string: why loading failed */
-	MSG_ZY_SPAWNED,        /* id: slot; struct msg_spawned */
-	MSG_ZY_LOG,            /* struct msg_log */
+	MSG_ZY_READY = 0x180, /* struct msg_engine_info */
+	MSG_ZY_FAILED,	      /* string: why loading failed */
+	MSG_ZY_SPAWNED,	      /* id: slot; struct msg_spawned */
+	MSG_ZY_LOG,	      /* struct msg_log */
 	/* supervisor -> worker */
-	MSG_WK_SCAN = 0x200,   /* id: job id; struct msg_scan; fd: the file */
+	MSG_WK_SCAN = 0x200, /* id: job id; struct msg_scan; fd: the file */
 	/* worker -> supervisor */
-	MSG_WK_READY = 0x280,  /* struct msg_spawned (own pid, sandbox entered) */
-	MSG_WK_RESULT,         /* id: job id; struct msg_result + names/error */
-	MSG_WK_LOG,            /* struct msg_log */
+	MSG_WK_READY = 0x280, /* struct msg_spawned (own pid, sandbox entered) */
+	MSG_WK_RESULT,	      /* id: job id; struct msg_result + names/error */
+	MSG_WK_LOG,	      /* struct msg_log */
 };
 
 /* A worker exits with this status when it cannot work for reasons that
@@ -30,13 +30,13 @@ enum msg_type {
 #define WORKER_EXIT_TEMPFAIL 75
 
 struct msg_engine_info {
-	uint32_t sigs;        /* signatures loaded */
-	uint32_t db_version;  /* highest database version (0: none, plain files) */
-	int64_t db_time;      /* its build time, seconds since the epoch */
-	uint32_t flevel;      /* functionality level of the linked libclamav */
-	uint32_t load_ms;     /* cl_load + cl_engine_compile wall time */
-	uint64_t rss_kb;      /* zygote's VmRSS after compile */
-	char version[32];     /* libclamav version string */
+	uint32_t sigs;	     /* signatures loaded */
+	uint32_t db_version; /* highest database version (0: none, plain files) */
+	int64_t db_time;     /* its build time, seconds since the epoch */
+	uint32_t flevel;     /* functionality level of the linked libclamav */
+	uint32_t load_ms;    /* cl_load + cl_engine_compile wall time */
+	uint64_t rss_kb;     /* zygote's VmRSS after compile */
+	char version[32];    /* libclamav version string */
 };
 
 struct msg_spawned {

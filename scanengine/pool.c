@@ -19,7 +19,7 @@
  * luck (a worker killed from outside), the second says the file kills it. */
 #define JOB_MAX_ATTEMPTS 2
 #define SPAWN_TIMEOUT_MS 30000
-#define UNKNOWN_DEATHS 16
+#define UNKNOWN_DEATHS	 16
 
 enum gen_state {
 	GEN_LOADING,
@@ -54,10 +54,10 @@ struct worker {
 	struct generation *gen;
 	unsigned int slot;
 	enum worker_state state;
-	pid_t pid;          /* 0 until the zygote reported it */
-	bool ready;         /* the worker said READY (sandbox entered) */
-	bool retiring;      /* we asked it to exit: its death is no crash */
-	bool timed_out;     /* we killed it for MaxScanTime */
+	pid_t pid;	/* 0 until the zygote reported it */
+	bool ready;	/* the worker said READY (sandbox entered) */
+	bool retiring;	/* we asked it to exit: its death is no crash */
+	bool timed_out; /* we killed it for MaxScanTime */
 	int sock;
 	struct ev_handler ev;
 	struct job *job;
@@ -169,7 +169,7 @@ static void job_finish(struct pool *p, struct job *j, const struct job_result *r
 
 static void job_fail(struct pool *p, struct job *j, const char *why)
 {
-	struct job_result r = { .verdict = VERDICT_ERROR, .error = why };
+	struct job_result r = {.verdict = VERDICT_ERROR, .error = why};
 
 	job_finish(p, j, &r);
 }
@@ -402,13 +402,13 @@ static int on_zy_log(void *ctx, struct ipc_msg *m)
 }
 
 static const struct ipc_handler zygote_handlers[] = {
-	{ MSG_ZY_READY, sizeof(struct msg_engine_info), sizeof(struct msg_engine_info),
-	  IPC_FD_NONE, 0, on_zy_ready },
-	{ MSG_ZY_FAILED, 1, 1024, IPC_FD_NONE, IPC_F_STRING, on_zy_failed },
-	{ MSG_ZY_SPAWNED, sizeof(struct msg_spawned), sizeof(struct msg_spawned), IPC_FD_NONE, 0,
-	  on_zy_spawned },
-	{ MSG_ZY_LOG, offsetof(struct msg_log, text) + 1, sizeof(struct msg_log), IPC_FD_NONE, 0,
-	  on_zy_log },
+	{MSG_ZY_READY, sizeof(struct msg_engine_info), sizeof(struct msg_engine_info), IPC_FD_NONE,
+	 0, on_zy_ready},
+	{MSG_ZY_FAILED, 1, 1024, IPC_FD_NONE, IPC_F_STRING, on_zy_failed},
+	{MSG_ZY_SPAWNED, sizeof(struct msg_spawned), sizeof(struct msg_spawned), IPC_FD_NONE, 0,
+	 on_zy_spawned},
+	{MSG_ZY_LOG, offsetof(struct msg_log, text) + 1, sizeof(struct msg_log), IPC_FD_NONE, 0,
+	 on_zy_log},
 };
 
 static void zygote_event(struct ev_handler *h, uint32_t revents)
@@ -426,7 +426,8 @@ static void zygote_event(struct ev_handler *h, uint32_t revents)
 			/* EOF or garbage: the zygote is gone or broken. Its
 			 * exit status arrives through pool_reap. */
 			if (r < 0)
-				log_error("engine process %d sent a malformed message", (int)g->zpid);
+				log_error("engine process %d sent a malformed message",
+					  (int)g->zpid);
 			zygote_close(g);
 			if (!g->zygote_exited)
 				kill(g->zpid, SIGKILL);
@@ -487,7 +488,7 @@ int pool_load(struct pool *p)
 		goto err_free;
 	}
 	if (pid == 0) {
-		int keep[] = { sv[1] };
+		int keep[] = {sv[1]};
 		sigset_t all;
 
 		/* The supervisor blocks signals for its signalfd and ignores
@@ -513,8 +514,8 @@ int pool_load(struct pool *p)
 	g->next = p->gens;
 	p->gens = g;
 	evloop_add(p->ev, &g->zev, EPOLLIN);
-	log_info("loading definitions from %s (generation %u, engine pid %d)",
-		 p->cfg->database_dir, g->id, (int)pid);
+	log_info("loading definitions from %s (generation %u, engine pid %d)", p->cfg->database_dir,
+		 g->id, (int)pid);
 	return 0;
 
 err_free:
@@ -573,8 +574,9 @@ static void worker_death(struct worker *w, int status)
 		p->st.crashes++;
 		if (w->timed_out)
 			p->st.timeouts++;
-		log_warn("worker %d %s%s%s%s", (int)w->pid, w->timed_out ? "exceeded MaxScanTime, " : "",
-			 how, j ? " while scanning " : "", j ? (j->label ? j->label : "?") : "");
+		log_warn("worker %d %s%s%s%s", (int)w->pid,
+			 w->timed_out ? "exceeded MaxScanTime, " : "", how,
+			 j ? " while scanning " : "", j ? (j->label ? j->label : "?") : "");
 	} else if (tempfail) {
 		log_warn("worker %d could not go on (%s); replacing it", (int)w->pid, how);
 	} else {
@@ -647,7 +649,7 @@ static int on_wk_result(void *ctx, struct ipc_msg *m)
 	struct worker *w = ctx;
 	struct pool *p = w->gen->pool;
 	struct msg_result hdr;
-	struct job_result r = { 0 };
+	struct job_result r = {0};
 	const char *text = (const char *)m->payload + sizeof(hdr);
 	const char *end = (const char *)m->payload + m->hdr.len;
 	struct job *j = w->job;
@@ -701,11 +703,11 @@ static int on_wk_log(void *ctx, struct ipc_msg *m)
 }
 
 static const struct ipc_handler worker_handlers[] = {
-	{ MSG_WK_READY, sizeof(struct msg_spawned), sizeof(struct msg_spawned), IPC_FD_NONE, 0,
-	  on_wk_ready },
-	{ MSG_WK_RESULT, sizeof(struct msg_result), IPC_MAX_PAYLOAD, IPC_FD_NONE, 0, on_wk_result },
-	{ MSG_WK_LOG, offsetof(struct msg_log, text) + 1, sizeof(struct msg_log), IPC_FD_NONE, 0,
-	  on_wk_log },
+	{MSG_WK_READY, sizeof(struct msg_spawned), sizeof(struct msg_spawned), IPC_FD_NONE, 0,
+	 on_wk_ready},
+	{MSG_WK_RESULT, sizeof(struct msg_result), IPC_MAX_PAYLOAD, IPC_FD_NONE, 0, on_wk_result},
+	{MSG_WK_LOG, offsetof(struct msg_log, text) + 1, sizeof(struct msg_log), IPC_FD_NONE, 0,
+	 on_wk_log},
 };
 
 static void worker_event(struct ev_handler *h, uint32_t revents)
@@ -726,7 +728,8 @@ static void worker_event(struct ev_handler *h, uint32_t revents)
 				kill(w->pid, SIGKILL);
 			return;
 		}
-		if (r < 0 || ipc_dispatch(worker_handlers, SE_ARRAY_SIZE(worker_handlers), w, &msg) < 0) {
+		if (r < 0 ||
+		    ipc_dispatch(worker_handlers, SE_ARRAY_SIZE(worker_handlers), w, &msg) < 0) {
 			worker_kill(w, "protocol violation");
 			return;
 		}
@@ -748,7 +751,7 @@ static void pool_dispatch(struct pool *p)
 
 	while (g && p->qhead && (w = idle_worker(g))) {
 		struct job *j = p->qhead;
-		struct msg_scan req = { .flags = j->flags };
+		struct msg_scan req = {.flags = j->flags};
 		int r;
 
 		queue_remove(p, j);
@@ -854,7 +857,8 @@ void pool_tick(struct pool *p)
 		if (g->state == GEN_LOADING && now - g->start_ms > p->cfg->load_timeout * 1000ULL) {
 			char why[128];
 
-			snprintf(why, sizeof(why), "loading took longer than DatabaseLoadTimeout (%u s)",
+			snprintf(why, sizeof(why),
+				 "loading took longer than DatabaseLoadTimeout (%u s)",
 				 p->cfg->load_timeout);
 			gen_failed(g, why);
 		}
@@ -865,7 +869,8 @@ void pool_tick(struct pool *p)
 			    now - w->job->start_ms > p->cfg->max_scan_time) {
 				w->timed_out = true;
 				worker_kill(w, "scan exceeded MaxScanTime");
-			} else if (w->state == WK_SPAWNING && now - w->spawn_ms > SPAWN_TIMEOUT_MS) {
+			} else if (w->state == WK_SPAWNING &&
+				   now - w->spawn_ms > SPAWN_TIMEOUT_MS) {
 				worker_kill(w, "did not start in time");
 			} else if (w->state == WK_EMPTY && g == p->active && !p->shutting_down &&
 				   now - p->last_respawn_ms >= p->cfg->respawn_interval) {
@@ -965,25 +970,34 @@ void pool_status(const struct pool *p, struct json_object *o)
 		struct json_object *wd = json_object_new_array();
 
 		json_object_object_add(jg, "generation", json_object_new_int((int)g->id));
-		json_object_object_add(jg, "state", json_object_new_string(gen_state_names[g->state]));
-		json_object_object_add(jg, "engine_pid", json_object_new_int(g->zygote_exited ? 0 : g->zpid));
+		json_object_object_add(jg, "state",
+				       json_object_new_string(gen_state_names[g->state]));
+		json_object_object_add(jg, "engine_pid",
+				       json_object_new_int(g->zygote_exited ? 0 : g->zpid));
 		for (unsigned int i = 0; i < g->nworkers; i++) {
 			const struct worker *w = &g->workers[i];
 
 			if (w->state != WK_EMPTY) {
 				struct json_object *jw = json_object_new_object();
 
-				json_object_object_add(jw, "slot", json_object_new_int((int)w->slot));
+				json_object_object_add(jw, "slot",
+						       json_object_new_int((int)w->slot));
 				json_object_object_add(jw, "pid", json_object_new_int(w->pid));
-				json_object_object_add(jw, "state",
-						       json_object_new_string(worker_state_names[w->state]));
+				json_object_object_add(
+					jw, "state",
+					json_object_new_string(worker_state_names[w->state]));
 				if (w->job) {
-					json_object_object_add(jw, "scanning",
-							       json_object_new_string(w->job->label ? w->job->label : ""));
-					json_object_object_add(jw, "attempt",
-							       json_object_new_int((int)w->job->attempts));
-					json_object_object_add(jw, "scan_ms",
-							       json_object_new_int64((int64_t)(util_now_ms() - w->job->start_ms)));
+					json_object_object_add(
+						jw, "scanning",
+						json_object_new_string(w->job->label ? w->job->label
+										     : ""));
+					json_object_object_add(
+						jw, "attempt",
+						json_object_new_int((int)w->job->attempts));
+					json_object_object_add(
+						jw, "scan_ms",
+						json_object_new_int64((int64_t)(util_now_ms() -
+										w->job->start_ms)));
 				}
 				json_object_array_add(wd, jw);
 			}
@@ -1001,7 +1015,8 @@ void pool_status(const struct pool *p, struct json_object *o)
 		json_object_array_add(gens, jg);
 	}
 	json_object_object_add(o, "generations", gens);
-	json_object_object_add(o, "workers_configured", json_object_new_int((int)p->cfg->max_threads));
+	json_object_object_add(o, "workers_configured",
+			       json_object_new_int((int)p->cfg->max_threads));
 	json_object_object_add(o, "workers_alive", json_object_new_int((int)alive));
 	json_object_object_add(o, "workers_busy", json_object_new_int((int)busy));
 	json_object_object_add(o, "workers_idle", json_object_new_int((int)idle));
@@ -1011,14 +1026,18 @@ void pool_status(const struct pool *p, struct json_object *o)
 	json_object_object_add(o, "found", json_object_new_int64((int64_t)p->st.found));
 	json_object_object_add(o, "errors", json_object_new_int64((int64_t)p->st.errors));
 	json_object_object_add(o, "worker_crashes", json_object_new_int64((int64_t)p->st.crashes));
-	json_object_object_add(o, "worker_timeouts", json_object_new_int64((int64_t)p->st.timeouts));
+	json_object_object_add(o, "worker_timeouts",
+			       json_object_new_int64((int64_t)p->st.timeouts));
 	json_object_object_add(o, "retries", json_object_new_int64((int64_t)p->st.retries));
-	json_object_object_add(o, "worker_respawns", json_object_new_int64((int64_t)p->st.respawns));
-	json_object_object_add(o, "engine_loads", json_object_new_int64((int64_t)p->st.engine_loads));
+	json_object_object_add(o, "worker_respawns",
+			       json_object_new_int64((int64_t)p->st.respawns));
+	json_object_object_add(o, "engine_loads",
+			       json_object_new_int64((int64_t)p->st.engine_loads));
 	json_object_object_add(o, "engine_load_failures",
 			       json_object_new_int64((int64_t)p->st.load_failures));
 	if (p->last_load_error[0])
-		json_object_object_add(o, "last_load_error", json_object_new_string(p->last_load_error));
+		json_object_object_add(o, "last_load_error",
+				       json_object_new_string(p->last_load_error));
 }
 
 void pool_stats_text(const struct pool *p, char *buf, size_t len)
@@ -1031,7 +1050,6 @@ void pool_stats_text(const struct pool *p, char *buf, size_t len)
 			live += g->workers[i].state == WK_BUSY;
 			idle += g->workers[i].state == WK_IDLE;
 		}
-	snprintf(buf, len,
-		 "THREADS: live %u  idle %u max %u idle-timeout %u\nQUEUE: %u items\n", live + idle,
-		 idle, p->cfg->max_threads, p->cfg->idle_timeout, p->queued);
+	snprintf(buf, len, "THREADS: live %u  idle %u max %u idle-timeout %u\nQUEUE: %u items\n",
+		 live + idle, idle, p->cfg->max_threads, p->cfg->idle_timeout, p->queued);
 }

@@ -35,8 +35,8 @@ struct job_result {
  * called; the pool owns fd from submission and closes it after done(). */
 struct job {
 	int fd;
-	uint32_t flags;      /* MSG_SCAN_* */
-	const char *label;   /* path or "stream", for logs; owner's memory */
+	uint32_t flags;	   /* MSG_SCAN_* */
+	const char *label; /* path or "stream", for logs; owner's memory */
 	void (*done)(struct job *j, const struct job_result *r);
 	void *owner;
 

@@ -40,7 +40,7 @@ struct supervisor {
 	int pidfd;
 	int ready_fd;
 
-	bool started;   /* first engine is up and the socket accepts */
+	bool started; /* first engine is up and the socket accepts */
 	bool stopping;
 	int exit_status;
 	char start_error[512];
@@ -48,7 +48,7 @@ struct supervisor {
 	time_t start_time;
 	uint64_t start_ms;
 	uint64_t last_tick_ms, last_selfcheck_ms, last_watchdog_ms, watchdog_usec;
-	uint64_t defs_fingerprint;   /* of the set being loaded or loaded */
+	uint64_t defs_fingerprint; /* of the set being loaded or loaded */
 	unsigned int reloads;
 };
 
@@ -104,7 +104,8 @@ static int check_dirs(struct supervisor *s)
 	int r;
 
 	if (stat(cfg->database_dir, &st) < 0)
-		return start_fail(s, "DatabaseDirectory %s: %s", cfg->database_dir, strerror(errno));
+		return start_fail(s, "DatabaseDirectory %s: %s", cfg->database_dir,
+				  strerror(errno));
 	if (!S_ISDIR(st.st_mode))
 		return start_fail(s, "DatabaseDirectory %s: not a directory", cfg->database_dir);
 	r = util_mkdir_p(cfg->state_dir, 0755);
@@ -160,8 +161,10 @@ static int lock_pidfile(struct supervisor *s)
 		buf[strcspn(buf, "\n")] = '\0';
 		close(fd);
 		if (e == EWOULDBLOCK)
-			return start_fail(s, "another scanengined (pid %s) is already running with PidFile %s",
-					  buf[0] ? buf : "?", path);
+			return start_fail(
+				s,
+				"another scanengined (pid %s) is already running with PidFile %s",
+				buf[0] ? buf : "?", path);
 		return start_fail(s, "PidFile %s: cannot lock: %s", path, strerror(e));
 	}
 	n = snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
@@ -220,8 +223,9 @@ static void on_engine_ready(void *arg, const struct msg_engine_info *info)
 		s->started = true;
 		control_start(s->ctl);
 		report_start(s, "OK");
-		log_info("scanengined %s ready on %s (libclamav %s, %u workers)", SCANENGINE_VERSION,
-			 s->cfg->local_socket, info->version, s->cfg->max_threads);
+		log_info("scanengined %s ready on %s (libclamav %s, %u workers)",
+			 SCANENGINE_VERSION, s->cfg->local_socket, info->version,
+			 s->cfg->max_threads);
 	} else {
 		s->reloads++;
 	}
@@ -261,14 +265,16 @@ static void hook_status(void *arg, struct json_object *o)
 	json_object_object_add(o, "service", json_object_new_string("scanengined"));
 	json_object_object_add(o, "version", json_object_new_string(SCANENGINE_VERSION));
 	json_object_object_add(o, "pid", json_object_new_int((int)getpid()));
-	json_object_object_add(o, "uptime_seconds",
-			       json_object_new_int64((int64_t)((util_now_ms() - s->start_ms) / 1000)));
+	json_object_object_add(
+		o, "uptime_seconds",
+		json_object_new_int64((int64_t)((util_now_ms() - s->start_ms) / 1000)));
 	json_object_object_add(o, "started_at", json_object_new_int64((int64_t)s->start_time));
 	json_object_object_add(o, "config_file",
 			       s->cfg->path ? json_object_new_string(s->cfg->path) : NULL);
 	json_object_object_add(o, "socket", json_object_new_string(s->cfg->local_socket));
 	json_object_object_add(o, "state_directory", json_object_new_string(s->cfg->state_dir));
-	json_object_object_add(o, "database_directory", json_object_new_string(s->cfg->database_dir));
+	json_object_object_add(o, "database_directory",
+			       json_object_new_string(s->cfg->database_dir));
 	json_object_object_add(o, "scan_user", json_object_new_string(s->cfg->user));
 	json_object_object_add(o, "scan_user_missing", json_object_new_boolean(!s->id.valid));
 	json_object_object_add(o, "reloads", json_object_new_int((int)s->reloads));
@@ -277,10 +283,12 @@ static void hook_status(void *arg, struct json_object *o)
 	if (info) {
 		json_object_object_add(eng, "loaded", json_object_new_boolean(1));
 		json_object_object_add(eng, "signatures", json_object_new_int64(info->sigs));
-		json_object_object_add(eng, "database_version", json_object_new_int64(info->db_version));
+		json_object_object_add(eng, "database_version",
+				       json_object_new_int64(info->db_version));
 		json_object_object_add(eng, "database_time", json_object_new_int64(info->db_time));
 		json_object_object_add(eng, "load_ms", json_object_new_int64(info->load_ms));
-		json_object_object_add(eng, "engine_rss_kib", json_object_new_int64((int64_t)info->rss_kb));
+		json_object_object_add(eng, "engine_rss_kib",
+				       json_object_new_int64((int64_t)info->rss_kb));
 		json_object_object_add(eng, "libclamav", json_object_new_string(info->version));
 		json_object_object_add(eng, "flevel", json_object_new_int((int)info->flevel));
 	} else {
@@ -405,11 +413,11 @@ static int resolve_identities(struct supervisor *s)
 
 int supervisor_run(struct config *cfg, int ready_fd)
 {
-	struct supervisor s = { .cfg = cfg, .sigfd = -1, .pidfd = -1, .ready_fd = ready_fd };
-	struct pool_hooks ph = { .arg = &s, .engine_ready = on_engine_ready,
-				 .engine_failed = on_engine_failed };
-	struct control_hooks ch = { .arg = &s, .reload = hook_reload, .shutdown = hook_shutdown,
-				    .status = hook_status };
+	struct supervisor s = {.cfg = cfg, .sigfd = -1, .pidfd = -1, .ready_fd = ready_fd};
+	struct pool_hooks ph = {
+		.arg = &s, .engine_ready = on_engine_ready, .engine_failed = on_engine_failed};
+	struct control_hooks ch = {
+		.arg = &s, .reload = hook_reload, .shutdown = hook_shutdown, .status = hook_status};
 	char err[512];
 	int r;
 

@@ -27,7 +27,7 @@ static int log_sock = -1;
 
 static void log_to_supervisor(enum log_level lvl, const char *line)
 {
-	struct msg_log m = { .level = (uint32_t)lvl };
+	struct msg_log m = {.level = (uint32_t)lvl};
 	size_t len = util_strlcpy(m.text, line, sizeof(m.text));
 
 	if (len >= sizeof(m.text))
@@ -51,7 +51,8 @@ static int on_scan(void *vctx, struct ipc_msg *m)
 	 * lets us create nothing else) this worker cannot scan archives:
 	 * leave unanswered, so the job is retried on a fresh worker. */
 	if (fstat(w->scratch_fd, &st) == 0 && st.st_nlink == 0)
-		fatal(WORKER_EXIT_TEMPFAIL, "worker: scratch directory removed; exiting to be replaced");
+		fatal(WORKER_EXIT_TEMPFAIL,
+		      "worker: scratch directory removed; exiting to be replaced");
 	engine_scan(w->engine, m->fd, req->flags & MSG_SCAN_ALLMATCH, &res);
 	util_close(&m->fd); /* before answering: the job is over */
 
@@ -75,20 +76,21 @@ static int on_scan(void *vctx, struct ipc_msg *m)
 	}
 	r = ipc_send(w->sock, MSG_WK_RESULT, m->hdr.id, out, len, -1);
 	if (fstat(w->scratch_fd, &st) == 0 && st.st_nlink == 0)
-		fatal(WORKER_EXIT_TEMPFAIL, "worker: scratch directory removed; exiting to be replaced");
+		fatal(WORKER_EXIT_TEMPFAIL,
+		      "worker: scratch directory removed; exiting to be replaced");
 	return r;
 }
 
 static const struct ipc_handler worker_handlers[] = {
-	{ MSG_WK_SCAN, sizeof(struct msg_scan), sizeof(struct msg_scan), IPC_FD_REQUIRED, 0,
-	  on_scan },
+	{MSG_WK_SCAN, sizeof(struct msg_scan), sizeof(struct msg_scan), IPC_FD_REQUIRED, 0,
+	 on_scan},
 };
 
 void worker_main(struct engine *e, const struct config *cfg, int sock)
 {
-	struct worker_ctx w = { .engine = e, .sock = sock, .scratch_fd = -1 };
-	struct sandbox_worker_policy pol = { 0 };
-	struct msg_spawned ready = { .pid = (int32_t)getpid() };
+	struct worker_ctx w = {.engine = e, .sock = sock, .scratch_fd = -1};
+	struct sandbox_worker_policy pol = {0};
+	struct msg_spawned ready = {.pid = (int32_t)getpid()};
 	static struct ipc_msg msg;
 	char scratch[4096];
 	int r;

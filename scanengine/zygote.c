@@ -26,7 +26,7 @@ static int log_sock = -1;
 
 static void log_to_supervisor(enum log_level lvl, const char *line)
 {
-	struct msg_log m = { .level = (uint32_t)lvl };
+	struct msg_log m = {.level = (uint32_t)lvl};
 	size_t len = util_strlcpy(m.text, line, sizeof(m.text));
 
 	if (len >= sizeof(m.text))
@@ -55,7 +55,7 @@ static uint64_t vm_rss_kb(void)
 static int on_spawn(void *vctx, struct ipc_msg *m)
 {
 	struct zygote_ctx *z = vctx;
-	struct msg_spawned sp = { .pid = -1 };
+	struct msg_spawned sp = {.pid = -1};
 	pid_t mid, w;
 	int status;
 
@@ -86,12 +86,12 @@ static int on_spawn(void *vctx, struct ipc_msg *m)
 }
 
 static const struct ipc_handler zygote_handlers[] = {
-	{ MSG_ZY_SPAWN, 0, 0, IPC_FD_REQUIRED, 0, on_spawn },
+	{MSG_ZY_SPAWN, 0, 0, IPC_FD_REQUIRED, 0, on_spawn},
 };
 
 void zygote_main(const struct config *cfg, const struct sandbox_identity *id, int sock)
 {
-	struct zygote_ctx z = { .cfg = cfg, .sock = sock };
+	struct zygote_ctx z = {.cfg = cfg, .sock = sock};
 	struct msg_engine_info info;
 	static struct ipc_msg msg;
 	char err[512];
@@ -118,7 +118,8 @@ void zygote_main(const struct config *cfg, const struct sandbox_identity *id, in
 		goto fail;
 	/* a set whose signatures match a line of plain text matches everything */
 	if (engine_warm_up(z.engine) < 0) {
-		snprintf(err, sizeof(err), "definitions from %s fail a test scan of a harmless text",
+		snprintf(err, sizeof(err),
+			 "definitions from %s fail a test scan of a harmless text",
 			 cfg->database_dir);
 		goto fail;
 	}

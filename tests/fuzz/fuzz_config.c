@@ -15,7 +15,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	char path[] = "/tmp/fuzz-config-XXXXXX";
 	char err[CONFIG_ERR_MAX];
-	struct config cfg = { 0 };
+	struct config cfg = {0};
 	int fd = mkstemp(path);
 
 	/* glibc's regcomp() duplicates the tree for every bounded repetition,

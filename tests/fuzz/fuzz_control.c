@@ -53,7 +53,7 @@ static void exclude_all_but(const char *dir)
 static void setup(void)
 {
 	char err[512];
-	struct log_options lo = { .ident = "fuzz" };
+	struct log_options lo = {.ident = "fuzz"};
 	/* fixed, so that seeds can name files in it */
 	const char *dir = "/tmp/scanengine-fuzz";
 
@@ -112,26 +112,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			/* the server may have closed already */
 		}
 		if (len > at) {
-			struct iovec iov = { .iov_base = (void *)(p + at), .iov_len = len - at };
-			union {
-				char b[CMSG_SPACE(sizeof(int))];
-				struct cmsghdr align;
-			} cm;
-			struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+			struct iovec iov = {.iov_base = (void *)(p + at), .iov_len = len - at};
 
-			if (fd >= 0) {
-				struct cmsghdr *h;
-
-				memset(&cm, 0, sizeof(cm));
-				mh.msg_control = cm.b;
-				mh.msg_controllen = sizeof(cm.b);
-				h = CMSG_FIRSTHDR(&mh);
-				h->cmsg_level = SOL_SOCKET;
-				h->cmsg_type = SCM_RIGHTS;
-				h->cmsg_len = CMSG_LEN(sizeof(int));
-				memcpy(CMSG_DATA(h), &fd, sizeof(int));
-			}
-			sendmsg(c, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+			util_sendmsg_fd(c, &iov, 1, fd, MSG_DONTWAIT);
 		}
 	}
 	util_close(&fd);

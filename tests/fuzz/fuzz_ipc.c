@@ -24,10 +24,10 @@ static int handler(void *ctx, struct ipc_msg *m)
 }
 
 static const struct ipc_handler table[] = {
-	{ 1, 0, 0, IPC_FD_NONE, 0, handler },
-	{ 2, 8, 8, IPC_FD_REQUIRED, 0, handler },
-	{ 3, 1, 256, IPC_FD_OPTIONAL, IPC_F_STRING, handler },
-	{ 4, 16, IPC_MAX_PAYLOAD, IPC_FD_NONE, 0, handler },
+	{1, 0, 0, IPC_FD_NONE, 0, handler},
+	{2, 8, 8, IPC_FD_REQUIRED, 0, handler},
+	{3, 1, 256, IPC_FD_OPTIONAL, IPC_F_STRING, handler},
+	{4, 16, IPC_MAX_PAYLOAD, IPC_FD_NONE, 0, handler},
 };
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -48,26 +48,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size > sizeof(struct ipc_hdr) + IPC_MAX_PAYLOAD + 64)
 		size = sizeof(struct ipc_hdr) + IPC_MAX_PAYLOAD + 64;
 	{
-		struct iovec iov = { .iov_base = (void *)data, .iov_len = size };
-		union {
-			char buf[CMSG_SPACE(sizeof(int))];
-			struct cmsghdr align;
-		} cm;
-		struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+		struct iovec iov = {.iov_base = (void *)data, .iov_len = size};
 
-		if (extra >= 0) {
-			struct cmsghdr *c;
-
-			memset(&cm, 0, sizeof(cm));
-			mh.msg_control = cm.buf;
-			mh.msg_controllen = sizeof(cm.buf);
-			c = CMSG_FIRSTHDR(&mh);
-			c->cmsg_level = SOL_SOCKET;
-			c->cmsg_type = SCM_RIGHTS;
-			c->cmsg_len = CMSG_LEN(sizeof(int));
-			memcpy(CMSG_DATA(c), &extra, sizeof(int));
-		}
-		sendmsg(sv[1], &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+		util_sendmsg_fd(sv[1], &iov, 1, extra, MSG_DONTWAIT);
 	}
 	util_close(&extra);
 	close(sv[1]);

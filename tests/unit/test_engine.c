@@ -618,8 +618,8 @@ static void test_scan_wronly_fd_reported_clean(void **state)
 	assert_int_equal(engine_scan(fx->e, fd, false, &r), 0);
 	close(fd);
 	if (r.verdict != VERDICT_ERROR)
-		fail_msg("O_WRONLY descriptor: verdict %d (%s), want VERDICT_ERROR",
-			 (int)r.verdict, r.verdict == VERDICT_CLEAN ? "CLEAN" : "VIRUS");
+		fail_msg("O_WRONLY descriptor: verdict %d (%s), want VERDICT_ERROR", (int)r.verdict,
+			 r.verdict == VERDICT_CLEAN ? "CLEAN" : "VIRUS");
 }
 
 /* Regression (same cause as above), case (1). */
