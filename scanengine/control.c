@@ -28,15 +28,15 @@
 #include <time.h>
 #include <unistd.h>
 
-#define CMD_MAX (PATH_MAX + 8)   /* clamd's command buffer: longer is dropped */
-#define RBUF_SIZE (64 * 1024)    /* also the INSTREAM read granularity */
-#define OBUF_MAX (16u << 20)     /* a client this far behind is dropped */
-#define SESSION_MAX_PENDING 1024 /* requests in flight per IDSESSION */
-#define STALL_DROP_MS 10000      /* replies not accepted for this long: drop */
+#define CMD_MAX		    (PATH_MAX + 8) /* clamd's command buffer: longer is dropped */
+#define RBUF_SIZE	    (64 * 1024)	   /* also the INSTREAM read granularity */
+#define OBUF_MAX	    (16u << 20)	   /* a client this far behind is dropped */
+#define SESSION_MAX_PENDING 1024	   /* requests in flight per IDSESSION */
+#define STALL_DROP_MS	    10000	   /* replies not accepted for this long: drop */
 
 enum cmd_flags {
-	CF_ARG = 0x1,        /* takes an argument after one separator byte */
-	CF_ADMIN = 0x2,      /* peer must be root or in AdminGroup */
+	CF_ARG = 0x1,	     /* takes an argument after one separator byte */
+	CF_ADMIN = 0x2,	     /* peer must be root or in AdminGroup */
 	CF_SESSION = 0x4,    /* allowed inside IDSESSION */
 	CF_UNPREFIXED = 0x8, /* allowed without the z/n prefix */
 	CF_STOP_FIRST = 0x10 /* a directory scan stops at the first infected file */
@@ -51,7 +51,7 @@ struct command {
 	void (*fn)(struct conn *c, const struct command *cmd, const char *arg, unsigned int seq,
 		   char term);
 	uint32_t jflags; /* MSG_SCAN_* for the jobs */
-	bool parallel;   /* MULTISCAN: spread the walk over all workers */
+	bool parallel;	 /* MULTISCAN: spread the walk over all workers */
 };
 
 struct control {
@@ -78,7 +78,7 @@ struct control {
 };
 
 enum rstate {
-	RS_CMD,    /* reading commands */
+	RS_CMD,	   /* reading commands */
 	RS_FILDES, /* FILDES read; waiting for the byte its descriptor rides on */
 	RS_STREAM, /* reading INSTREAM chunks */
 	RS_DONE,   /* no more input is processed; close when all is answered */
@@ -93,8 +93,8 @@ struct conn {
 
 	char *rbuf;
 	size_t rlen;
-	int rx_fd;         /* descriptor received and not yet claimed */
-	size_t rx_fd_end;  /* rbuf offset where the bytes it came with end */
+	int rx_fd;	  /* descriptor received and not yet claimed */
+	size_t rx_fd_end; /* rbuf offset where the bytes it came with end */
 
 	char *obuf;
 	size_t olen, ocap;
@@ -102,10 +102,11 @@ struct conn {
 
 	enum rstate rstate;
 	bool session, ended;
-	bool rd_eof;    /* peer shut down its sending side */
+	bool rd_eof;	/* peer shut down its sending side */
 	bool throttled; /* stopped reading: MaxQueue or session limit */
 	bool dirty;
 	bool got_command;
+	char term; /* terminator of the last z/n command (a session's framing) */
 	unsigned int seq;
 	unsigned int pending; /* requests not finished */
 	uint64_t accept_ms, last_cmd_ms, last_rx_ms;
@@ -141,7 +142,7 @@ struct req {
 	uint64_t stream_len;
 	struct item *items;
 	struct req *next, *prev; /* in conn->reqs */
-	struct req *pnext;       /* in the paused list */
+	struct req *pnext;	 /* in the paused list */
 };
 
 /* One file of a request, as a pool job. */
@@ -242,7 +243,8 @@ static bool conn_flush(struct conn *c)
 	size_t off = 0;
 
 	while (off < c->olen) {
-		ssize_t n = send(c->ev.fd, c->obuf + off, c->olen - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+		ssize_t n =
+			send(c->ev.fd, c->obuf + off, c->olen - off, MSG_NOSIGNAL | MSG_DONTWAIT);
 
 		if (n < 0) {
 			if (errno == EINTR)
@@ -440,7 +442,8 @@ static void walk_excluded_line(struct req *r, const struct walk_entry *e, bool t
 		reply(r->conn, r->seq, r->term, "%s: Excluded (another filesystem)", e->path);
 		break;
 	case ELOOP:
-		reply(r->conn, r->seq, r->term, "%s: Excluded (symbolic link not followed)", e->path);
+		reply(r->conn, r->seq, r->term, "%s: Excluded (symbolic link not followed)",
+		      e->path);
 		break;
 	default:
 		reply(r->conn, r->seq, r->term, "%s: Excluded", e->path);
@@ -628,8 +631,8 @@ static void cmd_shutdown(struct conn *c, const struct command *cmd, const char *
 
 /* DETSTATS and DETSTATSCLEAR: removed from clamd long ago; it closes
  * without a reply, and so do we. */
-static void cmd_silent(struct conn *c, const struct command *cmd, const char *arg,
-		       unsigned int seq, char term)
+static void cmd_silent(struct conn *c, const struct command *cmd, const char *arg, unsigned int seq,
+		       char term)
 {
 	(void)c;
 	(void)cmd;
@@ -655,8 +658,8 @@ static void cmd_stats(struct conn *c, const struct command *cmd, const char *arg
 	      pool_lines, mib, mib);
 }
 
-static void cmd_status(struct conn *c, const struct command *cmd, const char *arg,
-		       unsigned int seq, char term)
+static void cmd_status(struct conn *c, const struct command *cmd, const char *arg, unsigned int seq,
+		       char term)
 {
 	struct json_object *o = json_object_new_object();
 
@@ -721,8 +724,8 @@ static void cmd_scan_path(struct conn *c, const struct command *cmd, const char 
 	req_pump(r);
 }
 
-static void cmd_fildes(struct conn *c, const struct command *cmd, const char *arg,
-		       unsigned int seq, char term)
+static void cmd_fildes(struct conn *c, const struct command *cmd, const char *arg, unsigned int seq,
+		       char term)
 {
 	(void)arg;
 	c->rstate = RS_FILDES;
@@ -860,26 +863,26 @@ static size_t stream_feed(struct conn *c, const char *p, size_t len)
 
 /* In clamd's order: VERSIONCOMMANDS lists them as they stand here. */
 static const struct command commands[] = {
-	{ "SCAN", CF_ARG | CF_SESSION | CF_UNPREFIXED | CF_STOP_FIRST, cmd_scan_path },
-	{ "QUIT", CF_ADMIN | CF_UNPREFIXED, cmd_shutdown },
-	{ "RELOAD", CF_ADMIN | CF_UNPREFIXED, cmd_reload },
-	{ "PING", CF_SESSION | CF_UNPREFIXED, cmd_ping },
-	{ "CONTSCAN", CF_ARG | CF_UNPREFIXED, cmd_scan_path },
-	{ "VERSIONCOMMANDS", CF_SESSION, cmd_versioncommands },
-	{ "VERSION", CF_SESSION | CF_UNPREFIXED, cmd_version },
-	{ "END", CF_SESSION, cmd_end },
-	{ "SHUTDOWN", CF_ADMIN | CF_UNPREFIXED, cmd_shutdown },
-	{ "MULTISCAN", CF_ARG | CF_UNPREFIXED, cmd_scan_path, 0, true },
-	{ "FILDES", CF_SESSION | CF_UNPREFIXED, cmd_fildes },
-	{ "STATS", CF_SESSION, cmd_stats },
-	{ "IDSESSION", 0, cmd_idsession },
-	{ "INSTREAM", CF_SESSION, cmd_instream },
-	{ "DETSTATSCLEAR", CF_UNPREFIXED, cmd_silent },
-	{ "DETSTATS", CF_UNPREFIXED, cmd_silent },
-	{ "ALLMATCHSCAN", CF_ARG | CF_STOP_FIRST, cmd_scan_path, MSG_SCAN_ALLMATCH },
+	{"SCAN", CF_ARG | CF_SESSION | CF_UNPREFIXED | CF_STOP_FIRST, cmd_scan_path},
+	{"QUIT", CF_ADMIN | CF_UNPREFIXED, cmd_shutdown},
+	{"RELOAD", CF_ADMIN | CF_UNPREFIXED, cmd_reload},
+	{"PING", CF_SESSION | CF_UNPREFIXED, cmd_ping},
+	{"CONTSCAN", CF_ARG | CF_UNPREFIXED, cmd_scan_path},
+	{"VERSIONCOMMANDS", CF_SESSION, cmd_versioncommands},
+	{"VERSION", CF_SESSION | CF_UNPREFIXED, cmd_version},
+	{"END", CF_SESSION, cmd_end},
+	{"SHUTDOWN", CF_ADMIN | CF_UNPREFIXED, cmd_shutdown},
+	{"MULTISCAN", CF_ARG | CF_UNPREFIXED, cmd_scan_path, 0, true},
+	{"FILDES", CF_SESSION | CF_UNPREFIXED, cmd_fildes},
+	{"STATS", CF_SESSION, cmd_stats},
+	{"IDSESSION", 0, cmd_idsession},
+	{"INSTREAM", CF_SESSION, cmd_instream},
+	{"DETSTATSCLEAR", CF_UNPREFIXED, cmd_silent},
+	{"DETSTATS", CF_UNPREFIXED, cmd_silent},
+	{"ALLMATCHSCAN", CF_ARG | CF_STOP_FIRST, cmd_scan_path, MSG_SCAN_ALLMATCH},
 	/* scanengine admin extensions */
-	{ "STATUS", CF_ADMIN, cmd_status },
-	{ 0 },
+	{"STATUS", CF_ADMIN, cmd_status},
+	{0},
 };
 
 /* clamd matches names as prefixes in table order; a command with an
@@ -916,11 +919,16 @@ static void run_command(struct conn *c, char *line, char term, bool prefixed, bo
 	c->got_command = true;
 	c->last_cmd_ms = util_now_ms();
 	k = find_command(line, &arg);
+	if (prefixed)
+		c->term = term;
 	if (c->session) {
 		seq = ++c->seq;
 		if (!prefixed) {
-			reply(c, seq, term,
+			/* clamd answers in the session's framing, not the
+			 * unprefixed command's, and adds its generic line */
+			reply(c, seq, c->term,
 			      "Only nCMDS\\n and zCMDS\\0 are accepted inside IDSESSION. ERROR");
+			reply(c, seq, c->term, "Error processing command. ERROR");
 			c->rstate = RS_DONE;
 			return;
 		}
@@ -945,10 +953,25 @@ static void run_command(struct conn *c, char *line, char term, bool prefixed, bo
 		return;
 	}
 	log_debug("client %llu: %s%s%s", (unsigned long long)c->id, k->name, *arg ? " " : "", arg);
-	if (fd_attached && k->fn != cmd_fildes) {
-		reply(c, seq, term, "PROTOCOL ERROR: ancillary data sent without FILDES. ERROR");
+	if (fd_attached && k->fn != cmd_instream) {
+		/* A descriptor must ride on the byte after FILDES, never on a
+		 * command's own bytes (INSTREAM: clamd ignores it). clamd
+		 * notices the stray one after running the command (FILDES:
+		 * instead of it): in a session the complaint carries the next
+		 * id; outside one it is only heard while work is pending. */
 		util_close(&c->rx_fd);
-		k->fn(c, k, arg, seq, term);
+		if (k->fn != cmd_fildes) {
+			k->fn(c, k, arg, seq, term);
+			if (c->session)
+				seq = ++c->seq;
+		}
+		if (c->session || c->pending || k->fn == cmd_fildes) {
+			reply(c, seq, term,
+			      "PROTOCOL ERROR: ancillary data sent without FILDES. ERROR");
+			/* clamd's generic follow-up (in a session: FILDES only) */
+			if (!c->session || k->fn == cmd_fildes)
+				reply(c, seq, term, "Error processing command. ERROR");
+		}
 		c->rstate = RS_DONE;
 		return;
 	}
@@ -1010,16 +1033,19 @@ static void conn_process(struct conn *c)
 		if (!conn_can_take_command(c))
 			break;
 		end = command_end(p, avail, &prefixed, &term);
-		/* unprefixed: what arrived before the client hung up is the
-		 * command (clamd takes one read as one command) */
-		if (!end && !prefixed && c->rd_eof && avail < CMD_MAX)
-			end = p + avail;
-		if (!end) {
-			if (avail >= CMD_MAX) {
-				log_info("client %llu: command longer than %d bytes; closing",
-					 (unsigned long long)c->id, CMD_MAX);
-				c->rstate = RS_DONE;
-			}
+		if (!prefixed) {
+			/* clamd takes one read as one command, cut to its
+			 * buffer's size, whether or not a terminator came */
+			if (!end || end - p > CMD_MAX)
+				end = p + SE_MIN(avail, (size_t)CMD_MAX);
+		} else if (end ? (size_t)(end - p) >= CMD_MAX : avail >= CMD_MAX) {
+			/* clamd's buffer holds CMD_MAX bytes, prefix and
+			 * terminator included; longer is dropped unanswered */
+			log_info("client %llu: command longer than %d bytes; closing",
+				 (unsigned long long)c->id, CMD_MAX);
+			c->rstate = RS_DONE;
+			break;
+		} else if (!end) {
 			break;
 		}
 		*end = '\0';
@@ -1028,7 +1054,9 @@ static void conn_process(struct conn *c)
 		if (term == '\n')
 			for (char *q = end - 1; q >= line && (*q == '\r' || *q == '\n'); q--)
 				*q = '\0';
-		off += (size_t)(end - p) + 1;
+		/* the terminator is consumed too, unless the command simply
+		 * ended with the client's data */
+		off += (size_t)(end - p) + (end < p + avail);
 		run_command(c, line, term, prefixed, c->rx_fd >= 0 && c->rx_fd_end == off);
 	}
 	if (off) {
@@ -1115,9 +1143,11 @@ static void conn_read(struct conn *c)
 		char buf[CMSG_SPACE(sizeof(int) * 8)];
 		struct cmsghdr align;
 	} cm;
-	struct iovec iov = { .iov_base = c->rbuf + c->rlen, .iov_len = RBUF_SIZE - c->rlen };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.buf,
-			     .msg_controllen = sizeof(cm.buf) };
+	struct iovec iov = {.iov_base = c->rbuf + c->rlen, .iov_len = RBUF_SIZE - c->rlen};
+	struct msghdr mh = {.msg_iov = &iov,
+			    .msg_iovlen = 1,
+			    .msg_control = cm.buf,
+			    .msg_controllen = sizeof(cm.buf)};
 	int got[8], ngot = 0;
 	ssize_t n;
 
@@ -1270,7 +1300,7 @@ static void accept_event(struct ev_handler *h, uint32_t revents)
 		}
 		c = calloc(1, sizeof(*c));
 		if (c)
-			c->rbuf = malloc(RBUF_SIZE);
+			c->rbuf = malloc(RBUF_SIZE + 1); /* + a command's NUL */
 		if (!c || !c->rbuf) {
 			free(c);
 			close(fd);
@@ -1325,7 +1355,8 @@ struct control *control_new(const struct config *cfg, struct evloop *ev, struct 
 		}
 		for (size_t i = 0; i < cfg->exclude_path.n; i++)
 			if (walk_exclude_compile(cfg->exclude_path.items[i],
-						 &ctl->excludes[ctl->nexcludes], err, sizeof(err)) == 0)
+						 &ctl->excludes[ctl->nexcludes], err,
+						 sizeof(err)) == 0)
 				ctl->nexcludes++;
 			else
 				log_error("ExcludePath %s: %s", cfg->exclude_path.items[i], err);
@@ -1341,7 +1372,7 @@ struct control *control_new(const struct config *cfg, struct evloop *ev, struct 
 int control_listen(struct control *ctl, char *err)
 {
 	const struct config *cfg = ctl->cfg;
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	struct stat st;
 	char dir[sizeof(sa.sun_path)];
 	char *slash;
@@ -1419,7 +1450,8 @@ int control_listen(struct control *ctl, char *err)
 		}
 	}
 	if (listen(fd, (int)cfg->max_conn_queue) < 0) {
-		snprintf(err, 512, "LocalSocket %s: listen: %s", cfg->local_socket, strerror(errno));
+		snprintf(err, 512, "LocalSocket %s: listen: %s", cfg->local_socket,
+			 strerror(errno));
 		goto err_unlink;
 	}
 	ctl->lfd = fd;

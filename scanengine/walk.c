@@ -12,8 +12,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define WALK_MAX_DEPTH 256
-#define WALK_PATH_MAX (PATH_MAX * 2)
+#define WALK_MAX_DEPTH	 256
+#define WALK_PATH_MAX	 (PATH_MAX * 2)
+#define TOP_NOT_FOLLOWED (-100000) /* not an errno */
 
 struct frame {
 	DIR *dir;
@@ -131,30 +132,68 @@ static int push_dir(struct walk *w, int fd, size_t pathlen, const struct stat *s
 	return 0;
 }
 
-/* Open the top path: O_NOFOLLOW first so a symlink as the last component
- * is seen for what it is, then followed only if the rules allow it. */
+/* Open the top path. Its leading components resolve as usual (a loop or a
+ * missing directory there is an error); its last component is looked at
+ * without following it, and a symlink there is followed only as the
+ * Follow*Symlinks rules allow, judged on what was actually opened, so that
+ * swapping the link between the check and the open gains nothing.
+ * Returns the fd, TOP_NOT_FOLLOWED for a link the rules do not follow, or
+ * -errno. */
 static int open_top(struct walk *w, struct stat *st)
 {
 	int fl = O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC;
-	int fd = open(w->path, fl | O_NOFOLLOW);
+	char *slash = strrchr(w->path, '/');
+	const char *base;
+	int dfd, fd, ret;
+	bool link;
 
-	if (fd < 0 && errno == ELOOP) {
-		if (stat(w->path, st) < 0)
-			return -errno;
-		if ((S_ISDIR(st->st_mode) && !w->opts.follow_dir_symlinks) ||
-		    (!S_ISDIR(st->st_mode) && !w->opts.follow_file_symlinks))
-			return -ELOOP;
+	if (!slash || !slash[1]) {
+		/* "/" itself (a relative name: the caller refuses those) */
 		fd = open(w->path, fl);
+		if (fd < 0)
+			return -errno;
+		if (fstat(fd, st) < 0) {
+			ret = -errno;
+			close(fd);
+			return ret;
+		}
+		return fd;
 	}
-	if (fd < 0)
+	base = slash + 1;
+	*slash = '\0';
+	dfd = open(slash == w->path ? "/" : w->path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	*slash = '/';
+	if (dfd < 0)
 		return -errno;
-	if (fstat(fd, st) < 0) {
-		int e = errno;
-
-		close(fd);
-		return -e;
+	if (fstatat(dfd, base, st, AT_SYMLINK_NOFOLLOW) < 0) {
+		ret = -errno;
+		goto out;
 	}
-	return fd;
+	link = S_ISLNK(st->st_mode);
+	if (link && fstatat(dfd, base, st, 0) < 0) {
+		ret = -errno; /* dangling, or a loop: an error, not a choice */
+		goto out;
+	}
+	fd = openat(dfd, base, fl | (link ? 0 : O_NOFOLLOW));
+	if (fd < 0) {
+		ret = -errno;
+		goto out;
+	}
+	if (fstat(fd, st) < 0) {
+		ret = -errno;
+		close(fd);
+		goto out;
+	}
+	if (link &&
+	    !(S_ISDIR(st->st_mode) ? w->opts.follow_dir_symlinks : w->opts.follow_file_symlinks)) {
+		close(fd);
+		ret = TOP_NOT_FOLLOWED;
+		goto out;
+	}
+	ret = fd;
+out:
+	close(dfd);
+	return ret;
 }
 
 struct walk *walk_new(const char *path, const struct walk_opts *opts)
@@ -179,7 +218,7 @@ struct walk *walk_new(const char *path, const struct walk_opts *opts)
 		return w;
 	}
 	fd = open_top(w, &st);
-	if (fd == -ELOOP) {
+	if (fd == TOP_NOT_FOLLOWED) {
 		set_top(w, WALK_EXCLUDED, -1, ELOOP);
 		return w;
 	}

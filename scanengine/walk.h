@@ -40,7 +40,7 @@ enum walk_kind {
 
 struct walk_entry {
 	enum walk_kind kind;
-	int fd;           /* WALK_FILE: caller owns and closes it */
+	int fd;		  /* WALK_FILE: caller owns and closes it */
 	const char *path; /* valid until the next walk_next */
 	int err;
 };

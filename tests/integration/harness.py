@@ -6,6 +6,7 @@ state directory and log, so tests never share state. Stopping a daemon
 checks that it exited cleanly and that no sanitizer report reached its
 stderr (the ASan+UBSan build runs these same tests)."""
 
+import atexit
 import json
 import os
 import shutil
@@ -34,11 +35,21 @@ EICAR = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-" + b"ANTIVIRUS-TEST-FILE!
 EICAR_NDB = ("Eicar-Test-Signature:0:0:" + EICAR.hex() + "\n")
 
 
+_TMPDIRS = []
+
+
+@atexit.register
+def _remove_tmpdirs():
+    for d in _TMPDIRS:
+        shutil.rmtree(d, ignore_errors=True)
+
+
 def tmpdir(prefix="se-test-"):
     """A directory the scan user can traverse (the engine reads definitions
-    from it as that user)."""
+    from it as that user); removed when the test run ends."""
     d = tempfile.mkdtemp(prefix=prefix)
     os.chmod(d, 0o755)
+    _TMPDIRS.append(d)
     return d
 
 

@@ -14,6 +14,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def main():
+    # Debian's python3 has the client libraries under test (pyclamd).
+    debian = "/usr/bin/python3"
+    if os.path.realpath(sys.executable) != os.path.realpath(debian) and os.path.exists(debian):
+        os.execv(debian, [debian] + sys.argv)
     ap = argparse.ArgumentParser()
     ap.add_argument("-k", dest="pattern", action="append", help="only tests matching")
     ap.add_argument("-v", action="store_true")
