@@ -122,11 +122,13 @@ fuzz-run: fuzz
 bench: deps all
 	tests/bench/run.sh $(BUILD)
 
+SOURCES = $$(git ls-files '*.c' '*.h' 2>/dev/null || find common sandbox scanengine scanctl tests -name '*.[ch]')
+
 check-format:
-	@clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h')
+	@clang-format --dry-run --Werror $(SOURCES) && echo "formatting: OK"
 
 format:
-	clang-format -i $$(git ls-files '*.c' '*.h')
+	clang-format -i $(SOURCES)
 
 install: all
 	scripts/install.sh "$(DESTDIR)" "$(PREFIX)" "$(BUILD)"
