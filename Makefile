@@ -15,7 +15,7 @@ DESTDIR ?=
 CC      ?= cc
 PYTHON  ?= /usr/bin/python3
 
-PKGS := libclamav libseccomp json-c
+PKGS := libclamav libseccomp json-c libcrypto
 
 WARN := -Wall -Wextra -Werror -Wshadow -Wformat=2 \
 	-Wstrict-prototypes -Wmissing-prototypes -Wpointer-arith -Wvla \
@@ -44,7 +44,7 @@ WARN     += -Wformat-truncation=1
 endif
 
 # Library of every module but the programs' main files.
-LIB_SRC := $(wildcard common/*.c) $(wildcard sandbox/*.c) \
+LIB_SRC := $(wildcard common/*.c) $(wildcard sandbox/*.c) $(wildcard defs/*.c) \
 	$(filter-out scanengine/main.c,$(wildcard scanengine/*.c))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 LIB     := $(BUILD)/libscanengine.a
