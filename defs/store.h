@@ -1,0 +1,132 @@
+/* store: the definitions store of DESIGN.md section 4.
+ *
+ *   <root>/current -> gen-000042    symlink, switched with rename(2)
+ *   <root>/gen-000042/              the set's files + manifest.json
+ *   <root>/gen-000041/              kept for rollback (KeepGenerations)
+ *   <root>/staging/                 a generation being built; cleaned at open
+ *   <root>/quarantine/<time>-gen-000040/   a rejected or failed set + reason.json
+ *
+ * A generation is immutable once published: it is built in staging/,
+ * fsynced, and then appears with one rename(2); "current" is switched with
+ * one rename(2) of a fresh symlink. Those renames are the only transaction
+ * points. The engine loads <root>/current. Everything is created readable
+ * by the scan user (directories 0755, files 0644, owned by root).
+ *
+ * Generation numbers start at 1 and are never reused: a new one is one more
+ * than the highest the store shows anywhere (generations, staging,
+ * quarantine, the current link). 0 means "none".
+ *
+ * Writers (import, activate, quarantine, prune, open's cleanup) take an
+ * exclusive flock(2) on the root for the duration of the call, so the
+ * service and a CLI can share a store; the readers need no lock, since
+ * every change they can observe is one rename. */
+#ifndef SE_DEFS_STORE_H
+#define SE_DEFS_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct json_object;
+struct defs_store;
+
+#define DEFS_FINGERPRINT_LEN  64 /* hex SHA-256 */
+#define DEFS_MANIFEST_VERSION 1	 /* "manifest_version" of manifest.json */
+
+/* defs_store_open: open (creating if needed, mode 0755) the store at root
+ * and remove what a writer that died left behind: everything in staging/
+ * and temporary "current.tmp-*" links. keep: generations to keep (at least
+ * 2: the current and one to roll back to). Returns the store (free with
+ * defs_store_close) or NULL with errno (EACCES: not writable, EINVAL: keep
+ * < 2) and a one-line reason in err[256] (may be NULL). */
+struct defs_store *defs_store_open(const char *root, unsigned int keep, char *err);
+
+/* defs_store_close: NULL ok. */
+void defs_store_close(struct defs_store *s);
+
+/* defs_store_import_dir: copy every regular file of srcdir into a new
+ * generation with a manifest.json. Not imported, and listed in the
+ * manifest's "skipped" with a reason: subdirectories, symbolic links,
+ * other non-regular files, names starting with '.', a file named
+ * manifest.json, names holding a backslash or a newline. The files are
+ * copied (never linked: the source may change later), fsynced, and hashed
+ * from the copy; a source file that changes while being copied fails the
+ * import with EAGAIN.
+ *
+ * manifest.json: {manifest_version, generation, created ("YYYY-mm-ddTHH:MM:SSZ",
+ * UTC), source (srcdir, absolute), files: [{name, size, sha256}] sorted by
+ * name, skipped: [{name, reason}], fingerprint}.
+ *
+ * The fingerprint is the hex SHA-256 of the concatenation, over the files
+ * sorted by name in byte order (strcmp, LC_ALL=C), of the lines
+ *     <sha256 of the file, 64 lower-case hex digits> "  " <name> "\n"
+ * that is, of what `LC_ALL=C sha256sum <files in that order>` prints;
+ * manifest.json is not part of it. Equal sets have equal fingerprints
+ * wherever they come from (paths, times, modes do not enter).
+ *
+ * Does not activate the generation. Returns 0 with *gen, or -errno with
+ * err[256] (ENOENT: srcdir has no files to import). On failure no
+ * generation appears. */
+int defs_store_import_dir(struct defs_store *s, const char *srcdir, unsigned int *gen, char *err);
+
+/* defs_store_activate: point current at gen (transaction point: rename of
+ * a new symlink "current" -> "gen-NNNNNN", a relative target, over current,
+ * then fsync of the directory). Returns 0 or -errno (ENOENT: no such
+ * generation; current is then unchanged). */
+int defs_store_activate(struct defs_store *s, unsigned int gen);
+
+/* defs_store_current: the generation current points at, 0 when none (or
+ * when it points at something that is no generation). */
+unsigned int defs_store_current(const struct defs_store *s);
+
+/* defs_store_current_path: "<root>/current", what the engine loads. Owned
+ * by the store. */
+const char *defs_store_current_path(const struct defs_store *s);
+
+/* defs_store_gen_path: "<root>/gen-NNNNNN" into buf. Returns 0 or
+ * -ENAMETOOLONG. */
+int defs_store_gen_path(const struct defs_store *s, unsigned int gen, char *buf, size_t len);
+
+/* defs_store_previous: the newest generation older than gen that exists
+ * (quarantined ones no longer do), or 0. */
+unsigned int defs_store_previous(const struct defs_store *s, unsigned int gen);
+
+/* defs_store_fingerprint: gen's fingerprint (from its manifest) into
+ * hex[DEFS_FINGERPRINT_LEN + 1]. Returns 0 or -errno (ENOENT: no such
+ * generation, EBADMSG: its manifest is unreadable). */
+int defs_store_fingerprint(const struct defs_store *s, unsigned int gen, char *hex);
+
+/* defs_store_quarantine: move gen to quarantine/<UTC time>-gen-NNNNNN/
+ * (time as YYYYmmddTHHMMSSZ; ".1", ".2", ... appended if that exists) and
+ * write reason.json there atomically: {generation, time, stage, reason,
+ * fingerprint, was_current, detail} (fingerprint null if the manifest is
+ * unreadable; stage, reason, detail null when NULL). detail is taken over
+ * in every case (may be NULL). If gen was current, current is left
+ * pointing nowhere (defs_store_current() returns 0); the caller activates
+ * another. Writes the quarantine path into qpath[qlen] (may be NULL) as
+ * soon as the set is moved. Returns 0 or -errno (ENOENT: no such
+ * generation); an error after the move (reason.json not written) leaves
+ * the set quarantined. */
+int defs_store_quarantine(struct defs_store *s, unsigned int gen, const char *stage,
+			  const char *reason, struct json_object *detail, char *qpath, size_t qlen);
+
+/* defs_store_find_quarantined: whether a set with this fingerprint (64 hex
+ * digits, any case) was quarantined before, by the fingerprint in each
+ * quarantined set's reason.json (or, lacking one, its manifest.json); if
+ * so, the path of the latest such quarantine goes to qpath[qlen] (may be
+ * NULL). */
+bool defs_store_find_quarantined(const struct defs_store *s, const char *fingerprint, char *qpath,
+				 size_t qlen);
+
+/* defs_store_prune: delete the generations older than the newest keep,
+ * except the current one (kept even when old). Each is first moved into
+ * staging/ in one rename, so a crash never leaves a half-deleted
+ * generation. Returns how many were deleted or -errno. */
+int defs_store_prune(struct defs_store *s);
+
+/* defs_store_list_json: a new JSON array (caller puts it) of the
+ * generations, newest first: {generation, current (bool), created, files
+ * (count), bytes (total size), fingerprint}; fields the manifest cannot
+ * give are null. NULL with errno on failure. */
+struct json_object *defs_store_list_json(const struct defs_store *s);
+
+#endif

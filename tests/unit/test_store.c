@@ -1,0 +1,1241 @@
+/* test_store: unit tests of defs/store.c (cmocka).
+ *
+ * Each test gets a private tree under /tmp (a real, journaling file system:
+ * the fsyncs and renames are the ones production sees) holding the store
+ * and a source directory; a second source directory lives on /dev/shm when
+ * there is one, so that imports go through both copy_file_range and the
+ * read/write fallback (copy_file_range refuses tmpfs -> ext4).
+ *
+ * Cases that need another identity (nobody) or a second process holding
+ * the store lock run in a forked child that never calls cmocka: it prints
+ * what went wrong to stderr and _exit()s non-zero. */
+#include "defs/store.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <grp.h>
+#include <json-c/json.h>
+#include <limits.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define NOBODY_ID 65534
+
+struct fx {
+	char base[64];	   /* private tree under /tmp */
+	char shm[64];	   /* private tree on /dev/shm, or "" */
+	char root[128];	   /* the store: <base>/defs */
+	char src[128];	   /* a source directory on the store's file system */
+	char src_shm[128]; /* a source directory on another file system (or = src) */
+	char err[256];
+	struct defs_store *s;
+};
+
+/* ---- helpers ---- */
+
+static int rm_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	remove(path);
+	return 0;
+}
+
+/* Independent of util_rm_rf (the store uses it). */
+static void rm_tree(const char *path)
+{
+	nftw(path, rm_cb, 32, FTW_DEPTH | FTW_PHYS);
+}
+
+static void join(char *buf, size_t len, const char *a, const char *b)
+{
+	assert_true((size_t)snprintf(buf, len, "%s/%s", a, b) < len);
+}
+
+static void write_file(const char *dir, const char *name, const void *data, size_t len)
+{
+	char path[PATH_MAX];
+	int fd;
+
+	join(path, sizeof(path), dir, name);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, data, len), (ssize_t)len);
+	close(fd);
+}
+
+static void write_text(const char *dir, const char *name, const char *text)
+{
+	write_file(dir, name, text, strlen(text));
+}
+
+/* The content of path (malloc'd) and its length. */
+static char *read_all(const char *path, size_t *len)
+{
+	struct stat st;
+	char *buf;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	assert_true(fd >= 0);
+	assert_int_equal(fstat(fd, &st), 0);
+	buf = malloc((size_t)st.st_size + 1);
+	assert_non_null(buf);
+	assert_int_equal(read(fd, buf, (size_t)st.st_size), st.st_size);
+	buf[st.st_size] = '\0';
+	close(fd);
+	*len = (size_t)st.st_size;
+	return buf;
+}
+
+static bool exists(const char *path)
+{
+	struct stat st;
+
+	return lstat(path, &st) == 0;
+}
+
+static bool exists_in(const char *dir, const char *name)
+{
+	char path[PATH_MAX];
+
+	join(path, sizeof(path), dir, name);
+	return exists(path);
+}
+
+/* Entries of dir (but . and ..). */
+static int count_entries(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	int n = 0;
+
+	assert_non_null(d);
+	while ((de = readdir(d)))
+		if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+			n++;
+	closedir(d);
+	return n;
+}
+
+static void sha256_hex(const void *data, size_t len, char *hex)
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+
+	assert_int_equal(EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL), 1);
+	assert_int_equal(mdlen, 32);
+	for (unsigned int i = 0; i < mdlen; i++)
+		sprintf(hex + 2 * i, "%02x", md[i]);
+}
+
+static struct json_object *load_json(const char *dir, const char *name)
+{
+	char path[PATH_MAX];
+	struct json_object *o;
+
+	join(path, sizeof(path), dir, name);
+	o = json_object_from_file(path);
+	assert_non_null(o);
+	return o;
+}
+
+static struct json_object *member(struct json_object *o, const char *key)
+{
+	struct json_object *v = NULL;
+
+	if (!json_object_object_get_ex(o, key, &v))
+		fail_msg("no member %s", key);
+	return v;
+}
+
+static const char *member_str(struct json_object *o, const char *key)
+{
+	struct json_object *v = member(o, key);
+
+	assert_true(json_object_is_type(v, json_type_string));
+	return json_object_get_string(v);
+}
+
+static int64_t member_int(struct json_object *o, const char *key)
+{
+	struct json_object *v = member(o, key);
+
+	assert_true(json_object_is_type(v, json_type_int));
+	return json_object_get_int64(v);
+}
+
+static void gen_dir(const struct fx *fx, unsigned int gen, char *buf, size_t len)
+{
+	assert_int_equal(defs_store_gen_path(fx->s, gen, buf, len), 0);
+}
+
+static unsigned int import_ok(struct fx *fx, const char *src)
+{
+	unsigned int gen = 0;
+	int r = defs_store_import_dir(fx->s, src, &gen, fx->err);
+
+	if (r)
+		fail_msg("import of %s: %d (%s)", src, r, fx->err);
+	assert_true(gen > 0);
+	return gen;
+}
+
+/* A new source directory <base>/<name> holding one file whose content
+ * depends on tag: distinct tags give distinct sets. */
+static void make_src(const struct fx *fx, const char *name, const char *tag, char *dir, size_t len)
+{
+	join(dir, len, fx->base, name);
+	assert_int_equal(mkdir(dir, 0755), 0);
+	write_text(dir, "main.cvd", tag);
+}
+
+static bool staging_empty(const struct fx *fx)
+{
+	char path[PATH_MAX];
+
+	join(path, sizeof(path), fx->root, "staging");
+	return count_entries(path) == 0;
+}
+
+static void wait_ok(pid_t pid)
+{
+	int status;
+
+	assert_true(pid > 0);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+#define CHILD_CHECK(cond)                                                                          \
+	do {                                                                                       \
+		if (!(cond)) {                                                                     \
+			fprintf(stderr, "child check failed at line %d: %s\n", __LINE__, #cond);   \
+			_exit(1);                                                                  \
+		}                                                                                  \
+	} while (0)
+
+static int setup(void **state)
+{
+	struct fx *fx = calloc(1, sizeof(*fx));
+
+	if (!fx)
+		return -1;
+	snprintf(fx->base, sizeof(fx->base), "/tmp/test_store.XXXXXX");
+	/* 0755: the cases run as nobody must reach into it */
+	if (!mkdtemp(fx->base) || chmod(fx->base, 0755) < 0)
+		goto err;
+	snprintf(fx->root, sizeof(fx->root), "%s/defs", fx->base);
+	snprintf(fx->src, sizeof(fx->src), "%s/src", fx->base);
+	if (mkdir(fx->src, 0755) < 0)
+		goto err;
+	if (access("/dev/shm", W_OK | X_OK) == 0) {
+		snprintf(fx->shm, sizeof(fx->shm), "/dev/shm/test_store.XXXXXX");
+		if (!mkdtemp(fx->shm))
+			goto err;
+		snprintf(fx->src_shm, sizeof(fx->src_shm), "%s/src", fx->shm);
+		if (mkdir(fx->src_shm, 0755) < 0)
+			goto err;
+	} else {
+		snprintf(fx->src_shm, sizeof(fx->src_shm), "%s", fx->src);
+	}
+	fx->s = defs_store_open(fx->root, 2, fx->err);
+	if (!fx->s)
+		goto err;
+	*state = fx;
+	return 0;
+err:
+	fprintf(stderr, "setup: %s (%s)\n", strerror(errno), fx->err);
+	free(fx);
+	return -1;
+}
+
+static int teardown(void **state)
+{
+	struct fx *fx = *state;
+
+	defs_store_close(fx->s);
+	rm_tree(fx->base);
+	if (fx->shm[0])
+		rm_tree(fx->shm);
+	free(fx);
+	return 0;
+}
+
+/* ---- import ---- */
+
+struct sample {
+	const char *name;
+	size_t len;
+	char *data;
+};
+
+/* A set with a large file (several copy chunks), an empty one, binary
+ * content and names whose byte order differs from most locales' order. */
+static void make_samples(struct sample *v, size_t n)
+{
+	static const char *const names[] = {"daily.cld", "B.ign2", "a.cvd", "z-empty.hdb"};
+	static const size_t lens[] = {300 * 1024 + 17, 40, 4096, 0};
+	unsigned int seed = 42;
+
+	assert_int_equal(n, 4);
+	for (size_t i = 0; i < n; i++) {
+		v[i].name = names[i];
+		v[i].len = lens[i];
+		v[i].data = malloc(lens[i] + 1);
+		assert_non_null(v[i].data);
+		for (size_t j = 0; j < lens[i]; j++)
+			v[i].data[j] = (char)(rand_r(&seed) & 0xff);
+	}
+}
+
+static void free_samples(struct sample *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(v[i].data);
+}
+
+static int cmp_sample(const void *a, const void *b)
+{
+	return strcmp(((const struct sample *)a)->name, ((const struct sample *)b)->name);
+}
+
+/* The fingerprint as store.h defines it, computed here independently:
+ * SHA-256 over "<sha256 hex>  <name>\n" of the files in byte order. */
+static void expected_fingerprint(struct sample *v, size_t n, char *hex)
+{
+	char text[4096] = "", sha[65], line[512];
+
+	qsort(v, n, sizeof(*v), cmp_sample);
+	for (size_t i = 0; i < n; i++) {
+		sha256_hex(v[i].data, v[i].len, sha);
+		snprintf(line, sizeof(line), "%s  %s\n", sha, v[i].name);
+		strcat(text, line);
+	}
+	sha256_hex(text, strlen(text), hex);
+}
+
+static void check_import(struct fx *fx, const char *src)
+{
+	struct sample v[4];
+	char gdir[PATH_MAX], path[PATH_MAX], src_path[PATH_MAX], fp[65], want_fp[65], sha[65];
+	char real_src[PATH_MAX];
+	struct json_object *m, *files;
+	const char *created;
+	struct stat st, sst;
+	unsigned int gen;
+	mode_t old_umask;
+
+	make_samples(v, 4);
+	for (size_t i = 0; i < 4; i++)
+		write_file(src, v[i].name, v[i].data, v[i].len);
+	/* the modes must not depend on the caller's umask */
+	old_umask = umask(077);
+	gen = import_ok(fx, src);
+	umask(old_umask);
+	assert_int_equal(gen, 1);
+	assert_int_equal(defs_store_current(fx->s), 0); /* not activated */
+	assert_true(staging_empty(fx));
+
+	gen_dir(fx, gen, gdir, sizeof(gdir));
+	assert_int_equal(lstat(gdir, &st), 0);
+	assert_true(S_ISDIR(st.st_mode));
+	assert_int_equal(st.st_mode & 07777, 0755);
+	assert_int_equal(count_entries(gdir), 5); /* 4 files + manifest.json */
+
+	for (size_t i = 0; i < 4; i++) {
+		size_t len;
+		char *data;
+
+		join(path, sizeof(path), gdir, v[i].name);
+		assert_int_equal(lstat(path, &st), 0);
+		assert_true(S_ISREG(st.st_mode));
+		assert_int_equal(st.st_mode & 07777, 0644);
+		/* a copy, not a link to the source */
+		join(src_path, sizeof(src_path), src, v[i].name);
+		assert_int_equal(stat(src_path, &sst), 0);
+		assert_int_equal(st.st_nlink, 1);
+		assert_true(st.st_ino != sst.st_ino || st.st_dev != sst.st_dev);
+		data = read_all(path, &len);
+		assert_int_equal(len, v[i].len);
+		assert_memory_equal(data, v[i].data, len);
+		free(data);
+	}
+	join(path, sizeof(path), gdir, "manifest.json");
+	assert_int_equal(lstat(path, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0644);
+
+	/* manifest fields */
+	expected_fingerprint(v, 4, want_fp);
+	m = load_json(gdir, "manifest.json");
+	assert_int_equal(member_int(m, "manifest_version"), DEFS_MANIFEST_VERSION);
+	assert_int_equal(member_int(m, "generation"), 1);
+	created = member_str(m, "created");
+	{
+		struct tm tm = {0};
+		const char *end = strptime(created, "%Y-%m-%dT%H:%M:%SZ", &tm);
+		time_t t = timegm(&tm);
+
+		assert_non_null(end);
+		assert_int_equal(*end, '\0');
+		assert_true(t <= time(NULL) && t > time(NULL) - 600);
+	}
+	assert_non_null(realpath(src, real_src));
+	assert_string_equal(member_str(m, "source"), real_src);
+	assert_int_equal(json_object_array_length(member(m, "skipped")), 0);
+	files = member(m, "files");
+	assert_int_equal(json_object_array_length(files), 4);
+	for (size_t i = 0; i < 4; i++) { /* v is sorted now, as files must be */
+		struct json_object *f = json_object_array_get_idx(files, i);
+
+		assert_string_equal(member_str(f, "name"), v[i].name);
+		assert_int_equal(member_int(f, "size"), (int64_t)v[i].len);
+		sha256_hex(v[i].data, v[i].len, sha);
+		assert_string_equal(member_str(f, "sha256"), sha);
+	}
+	assert_string_equal(v[0].name, "B.ign2"); /* byte order, not locale order */
+	assert_string_equal(member_str(m, "fingerprint"), want_fp);
+	assert_int_equal(defs_store_fingerprint(fx->s, gen, fp), 0);
+	assert_string_equal(fp, want_fp);
+	json_object_put(m);
+
+	/* the source may change in place later; the generation does not */
+	write_text(src, "a.cvd", "changed");
+	for (size_t i = 0; i < 4; i++) {
+		if (!strcmp(v[i].name, "a.cvd")) {
+			size_t len;
+			char *data;
+
+			join(path, sizeof(path), gdir, "a.cvd");
+			data = read_all(path, &len);
+			assert_int_equal(len, v[i].len);
+			assert_memory_equal(data, v[i].data, len);
+			free(data);
+		}
+	}
+	free_samples(v, 4);
+}
+
+/* Same file system: copy_file_range. */
+static void test_import_same_fs(void **state)
+{
+	struct fx *fx = *state;
+
+	check_import(fx, fx->src);
+}
+
+/* From /dev/shm to /tmp: the read/write fallback. */
+static void test_import_other_fs(void **state)
+{
+	struct fx *fx = *state;
+
+	check_import(fx, fx->src_shm);
+}
+
+/* The fingerprint is what coreutils computes: an operator can check it
+ * with sha256sum alone. */
+static void test_fingerprint_is_sha256sum(void **state)
+{
+	struct fx *fx = *state;
+	char gdir[PATH_MAX], cmd[PATH_MAX + 256], out[128] = "", fp[65];
+	struct sample v[4];
+	unsigned int gen;
+	FILE *p;
+
+	if (system("command -v sha256sum >/dev/null 2>&1") != 0)
+		skip();
+	make_samples(v, 4);
+	for (size_t i = 0; i < 4; i++)
+		write_file(fx->src, v[i].name, v[i].data, v[i].len);
+	free_samples(v, 4);
+	gen = import_ok(fx, fx->src);
+	gen_dir(fx, gen, gdir, sizeof(gdir));
+	snprintf(
+		cmd, sizeof(cmd),
+		"cd '%s' && LC_ALL=C sha256sum $(LC_ALL=C ls | grep -vx manifest.json) | sha256sum",
+		gdir);
+	p = popen(cmd, "r");
+	assert_non_null(p);
+	assert_non_null(fgets(out, sizeof(out), p));
+	assert_int_equal(pclose(p), 0);
+	out[64] = '\0';
+	assert_int_equal(defs_store_fingerprint(fx->s, gen, fp), 0);
+	assert_string_equal(fp, out);
+}
+
+static void test_fingerprint_equal_sets(void **state)
+{
+	struct fx *fx = *state;
+	char a[PATH_MAX], b[PATH_MAX], c[PATH_MAX], d[PATH_MAX];
+	char fa[65], fb[65], fc[65], fd[65];
+	unsigned int ga, gb, gc, gd;
+
+	/* same names and contents from another directory (on another file
+	 * system when there is one), written in another order, other modes */
+	make_src(fx, "a", "x", a, sizeof(a));
+	write_text(a, "daily.cld", "daily");
+	join(b, sizeof(b), fx->src_shm, "b");
+	assert_int_equal(mkdir(b, 0700), 0);
+	write_text(b, "daily.cld", "daily");
+	write_text(b, "main.cvd", "x");
+	join(c, sizeof(c), b, "main.cvd");
+	assert_int_equal(chmod(c, 0444), 0);
+	ga = import_ok(fx, a);
+	gb = import_ok(fx, b);
+	assert_int_equal(defs_store_fingerprint(fx->s, ga, fa), 0);
+	assert_int_equal(defs_store_fingerprint(fx->s, gb, fb), 0);
+	assert_string_equal(fa, fb);
+
+	/* a generation re-imported (its manifest.json is not part of the set) */
+	gen_dir(fx, ga, c, sizeof(c));
+	gc = import_ok(fx, c);
+	assert_int_equal(defs_store_fingerprint(fx->s, gc, fc), 0);
+	assert_string_equal(fa, fc);
+
+	/* one byte differs */
+	make_src(fx, "c", "x", c, sizeof(c));
+	write_text(c, "daily.cld", "dailY");
+	gc = import_ok(fx, c);
+	assert_int_equal(defs_store_fingerprint(fx->s, gc, fc), 0);
+	assert_string_not_equal(fa, fc);
+
+	/* same contents under another name */
+	make_src(fx, "d", "x", d, sizeof(d));
+	write_text(d, "daily.cud", "daily");
+	gd = import_ok(fx, d);
+	assert_int_equal(defs_store_fingerprint(fx->s, gd, fd), 0);
+	assert_string_not_equal(fa, fd);
+	assert_string_not_equal(fc, fd);
+}
+
+static void test_import_empty(void **state)
+{
+	struct fx *fx = *state;
+	char path[PATH_MAX], qdir[PATH_MAX];
+	unsigned int gen = 777;
+	struct json_object *list;
+
+	/* nothing at all */
+	fx->err[0] = '\0';
+	assert_int_equal(defs_store_import_dir(fx->s, fx->src, &gen, fx->err), -ENOENT);
+	assert_true(fx->err[0] != '\0');
+	assert_int_equal(gen, 777);
+
+	/* only what is skipped */
+	join(path, sizeof(path), fx->src, "sub");
+	assert_int_equal(mkdir(path, 0755), 0);
+	write_text(path, "inner.cvd", "inner");
+	write_text(fx->src, ".hidden.cvd", "hidden");
+	fx->err[0] = '\0';
+	assert_int_equal(defs_store_import_dir(fx->s, fx->src, &gen, fx->err), -ENOENT);
+	assert_true(fx->err[0] != '\0');
+
+	/* no such directory */
+	join(path, sizeof(path), fx->base, "missing");
+	assert_int_equal(defs_store_import_dir(fx->s, path, &gen, fx->err), -ENOENT);
+
+	assert_int_equal(gen, 777);
+	list = defs_store_list_json(fx->s);
+	assert_non_null(list);
+	assert_int_equal(json_object_array_length(list), 0);
+	json_object_put(list);
+	assert_true(staging_empty(fx));
+	join(qdir, sizeof(qdir), fx->root, "quarantine");
+	assert_int_equal(count_entries(qdir), 0);
+}
+
+static void test_import_skips(void **state)
+{
+	struct fx *fx = *state;
+	static const struct {
+		const char *name, *reason;
+	} want[] = {
+		{".hidden.cvd", "dot file"},
+		{"back\\slash.cvd", "name with a backslash or newline"},
+		{"escape.cvd", "symbolic link"},
+		{"fifo", "not a regular file"},
+		{"link.cvd", "symbolic link"},
+		{"manifest.json", "reserved name"},
+		{"sub", "directory"},
+	};
+	char path[PATH_MAX], gdir[PATH_MAX];
+	struct json_object *m, *skipped, *files;
+	unsigned int gen;
+
+	write_text(fx->src, "good.cvd", "good");
+	join(path, sizeof(path), fx->src, "sub");
+	assert_int_equal(mkdir(path, 0755), 0);
+	write_text(path, "inner.cvd", "inner");
+	write_text(fx->src, ".hidden.cvd", "hidden");
+	write_text(fx->src, "back\\slash.cvd", "odd name");
+	write_text(fx->src, "manifest.json", "{\"generation\": 999}");
+	join(path, sizeof(path), fx->src, "link.cvd");
+	assert_int_equal(symlink("good.cvd", path), 0);
+	join(path, sizeof(path), fx->src, "escape.cvd");
+	assert_int_equal(symlink("/etc/passwd", path), 0);
+	join(path, sizeof(path), fx->src, "fifo");
+	assert_int_equal(mkfifo(path, 0644), 0);
+
+	gen = import_ok(fx, fx->src);
+	gen_dir(fx, gen, gdir, sizeof(gdir));
+	assert_int_equal(count_entries(gdir), 2);
+	assert_true(exists_in(gdir, "good.cvd"));
+	assert_true(exists_in(gdir, "manifest.json"));
+
+	m = load_json(gdir, "manifest.json");
+	assert_int_equal(member_int(m, "generation"), gen); /* ours, not the source's */
+	files = member(m, "files");
+	assert_int_equal(json_object_array_length(files), 1);
+	assert_string_equal(member_str(json_object_array_get_idx(files, 0), "name"), "good.cvd");
+	skipped = member(m, "skipped");
+	assert_int_equal(json_object_array_length(skipped), sizeof(want) / sizeof(want[0]));
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		struct json_object *e = json_object_array_get_idx(skipped, i);
+
+		assert_string_equal(member_str(e, "name"), want[i].name);
+		assert_string_equal(member_str(e, "reason"), want[i].reason);
+	}
+	json_object_put(m);
+}
+
+/* ---- current ---- */
+
+static void test_activate_current(void **state)
+{
+	struct fx *fx = *state;
+	char a[PATH_MAX], b[PATH_MAX], link[PATH_MAX], target[64], want[PATH_MAX];
+	unsigned int g1, g2;
+	ssize_t n;
+
+	assert_int_equal(defs_store_current(fx->s), 0);
+	join(want, sizeof(want), fx->root, "current");
+	assert_string_equal(defs_store_current_path(fx->s), want);
+
+	make_src(fx, "a", "one", a, sizeof(a));
+	make_src(fx, "b", "two", b, sizeof(b));
+	g1 = import_ok(fx, a);
+	g2 = import_ok(fx, b);
+	assert_int_equal(g2, g1 + 1);
+
+	assert_int_equal(defs_store_activate(fx->s, g1), 0);
+	assert_int_equal(defs_store_current(fx->s), g1);
+	/* a symlink with a relative target */
+	n = readlink(defs_store_current_path(fx->s), target, sizeof(target) - 1);
+	assert_true(n > 0);
+	target[n] = '\0';
+	assert_string_equal(target, "gen-000001");
+
+	assert_int_equal(defs_store_activate(fx->s, g2), 0);
+	assert_int_equal(defs_store_current(fx->s), g2);
+	/* rollback: re-activate the older one */
+	assert_int_equal(defs_store_activate(fx->s, g1), 0);
+	assert_int_equal(defs_store_current(fx->s), g1);
+
+	/* what the engine loads: the files through the link */
+	join(link, sizeof(link), defs_store_current_path(fx->s), "main.cvd");
+	{
+		size_t len;
+		char *data = read_all(link, &len);
+
+		assert_int_equal(len, 3);
+		assert_memory_equal(data, "one", 3);
+		free(data);
+	}
+	/* no temporary links left */
+	assert_int_equal(count_entries(fx->root), 5); /* current staging quarantine gen x2 */
+}
+
+static void test_activate_missing(void **state)
+{
+	struct fx *fx = *state;
+	char a[PATH_MAX];
+	unsigned int g1;
+
+	make_src(fx, "a", "one", a, sizeof(a));
+	g1 = import_ok(fx, a);
+	assert_int_equal(defs_store_activate(fx->s, 42), -ENOENT);
+	assert_int_equal(defs_store_current(fx->s), 0);
+	assert_false(exists_in(fx->root, "current"));
+	assert_int_equal(defs_store_activate(fx->s, g1), 0);
+	assert_int_equal(defs_store_activate(fx->s, 42), -ENOENT);
+	assert_int_equal(defs_store_activate(fx->s, 0), -ENOENT);
+	assert_int_equal(defs_store_current(fx->s), g1);
+}
+
+/* current pointing at no generation reads as none. */
+static void test_current_bogus(void **state)
+{
+	struct fx *fx = *state;
+	static const char *const targets[] = {"elsewhere", "gen-000009", "gen-0000001",
+					      "../defs/gen-000001", "gen-000001/"};
+	char a[PATH_MAX], link[PATH_MAX];
+
+	make_src(fx, "a", "one", a, sizeof(a));
+	assert_int_equal(import_ok(fx, a), 1);
+	join(link, sizeof(link), fx->root, "current");
+	for (size_t i = 0; i < sizeof(targets) / sizeof(targets[0]); i++) {
+		unlink(link);
+		assert_int_equal(symlink(targets[i], link), 0);
+		assert_int_equal(defs_store_current(fx->s), 0);
+	}
+	/* a plain file named current */
+	unlink(link);
+	write_text(fx->root, "current", "gen-000001");
+	assert_int_equal(defs_store_current(fx->s), 0);
+}
+
+/* Two writers (another process here) take turns: activation waits for the
+ * holder of the store lock. */
+static void test_writers_serialised(void **state)
+{
+	struct fx *fx = *state;
+	char a[PATH_MAX], c;
+	struct timespec t0, t1;
+	int sync[2];
+	unsigned int g1;
+	pid_t pid;
+	long ms;
+
+	make_src(fx, "a", "one", a, sizeof(a));
+	g1 = import_ok(fx, a);
+	assert_int_equal(pipe(sync), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		int fd = open(fx->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+		CHILD_CHECK(fd >= 0);
+		CHILD_CHECK(flock(fd, LOCK_EX) == 0);
+		CHILD_CHECK(write(sync[1], "x", 1) == 1);
+		usleep(300 * 1000);
+		_exit(0);
+	}
+	close(sync[1]);
+	assert_int_equal(read(sync[0], &c, 1), 1);
+	close(sync[0]);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	assert_int_equal(defs_store_activate(fx->s, g1), 0);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	wait_ok(pid);
+	ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+	assert_true(ms >= 200);
+	assert_int_equal(defs_store_current(fx->s), g1);
+}
+
+/* ---- quarantine ---- */
+
+static bool is_stamp_name(const char *name, const char *gen)
+{
+	size_t i;
+
+	/* YYYYmmddTHHMMSSZ-gen-NNNNNN */
+	for (i = 0; i < 8; i++)
+		if (name[i] < '0' || name[i] > '9')
+			return false;
+	if (name[8] != 'T')
+		return false;
+	for (i = 9; i < 15; i++)
+		if (name[i] < '0' || name[i] > '9')
+			return false;
+	return name[15] == 'Z' && name[16] == '-' && !strcmp(name + 17, gen);
+}
+
+static void test_quarantine(void **state)
+{
+	struct fx *fx = *state;
+	char a[PATH_MAX], b[PATH_MAX], gdir[PATH_MAX], qpath[PATH_MAX], qdir[PATH_MAX];
+	char fp[65], link[PATH_MAX], target[64];
+	struct json_object *detail, *r, *d;
+	const char *base;
+	unsigned int g1, g2;
+	ssize_t n;
+
+	make_src(fx, "a", "one", a, sizeof(a));
+	make_src(fx, "b", "two", b, sizeof(b));
+	g1 = import_ok(fx, a);
+	g2 = import_ok(fx, b);
+	assert_int_equal(defs_store_activate(fx->s, g2), 0);
+	assert_int_equal(defs_store_fingerprint(fx->s, g2, fp), 0);
+	gen_dir(fx, g2, gdir, sizeof(gdir));
+
+	detail = json_object_new_object();
+	json_object_object_add(detail, "signatures", json_object_new_int(7));
+	assert_int_equal(defs_store_quarantine(fx->s, g2, "test load", "cl_load failed", detail,
+					       qpath, sizeof(qpath)),
+			 0);
+
+	/* moved, whole */
+	assert_false(exists(gdir));
+	join(qdir, sizeof(qdir), fx->root, "quarantine");
+	assert_int_equal(strncmp(qpath, qdir, strlen(qdir)), 0);
+	base = qpath + strlen(qdir) + 1;
+	assert_true(is_stamp_name(base, "gen-000002"));
+	assert_true(exists_in(qpath, "main.cvd"));
+	assert_true(exists_in(qpath, "manifest.json"));
+	assert_int_equal(count_entries(qpath), 3);
+
+	r = load_json(qpath, "reason.json");
+	assert_int_equal(member_int(r, "generation"), 2);
+	assert_string_equal(member_str(r, "stage"), "test load");
+	assert_string_equal(member_str(r, "reason"), "cl_load failed");
+	assert_string_equal(member_str(r, "fingerprint"), fp);
+	assert_true(json_object_get_boolean(member(r, "was_current")));
+	assert_int_equal(strlen(member_str(r, "time")), strlen("2024-01-01T00:00:00Z"));
+	d = member(r, "detail");
+	assert_int_equal(member_int(d, "signatures"), 7);
+	json_object_put(r);
+
+	/* current dangles; the caller activates another */
+	join(link, sizeof(link), fx->root, "current");
+	n = readlink(link, target, sizeof(target) - 1);
+	assert_true(n > 0);
+	target[n] = '\0';
+	assert_string_equal(target, "gen-000002");
+	assert_int_equal(defs_store_current(fx->s), 0);
+	assert_int_equal(defs_store_previous(fx->s, g2), g1);
+	assert_int_equal(defs_store_fingerprint(fx->s, g2, fp), -ENOENT);
+	assert_int_equal(defs_store_activate(fx->s, g2), -ENOENT);
+	assert_int_equal(defs_store_activate(fx->s, g1), 0);
+
+	/* not current, no detail, no qpath */
+	assert_int_equal(
+		defs_store_quarantine(fx->s, g1, "canary", "false positive", NULL, NULL, 0), 0);
+	assert_int_equal(count_entries(qdir), 2);
+	assert_true(staging_empty(fx));
+}
+
+static void test_quarantine_missing(void **state)
+{
+	struct fx *fx = *state;
+	char qpath[PATH_MAX] = "x";
+	struct json_object *detail = json_object_new_object();
+
+	/* detail is taken over on failure too (LeakSanitizer checks) */
+	assert_int_equal(
+		defs_store_quarantine(fx->s, 5, "format", "bad", detail, qpath, sizeof(qpath)),
+		-ENOENT);
+	assert_string_equal(qpath, "");
+	assert_int_equal(defs_store_quarantine(fx->s, 0, "format", "bad", NULL, NULL, 0), -ENOENT);
+}
+
+/* A time-based name that exists already gets a suffix; the existing
+ * quarantine is left alone. */
+static void test_quarantine_name_clash(void **state)
+{
+	struct fx *fx = *state;
+	char a[PATH_MAX], qpath[PATH_MAX], qdir[PATH_MAX], stamp[32], path[PATH_MAX];
+	time_t now = time(NULL);
+	unsigned int g1;
+
+	make_src(fx, "a", "one", a, sizeof(a));
+	g1 = import_ok(fx, a);
+	join(qdir, sizeof(qdir), fx->root, "quarantine");
+	/* the names of this second and the next few */
+	for (int i = 0; i < 3; i++) {
+		time_t t = now + i;
+		struct tm tm;
+		char name[64];
+
+		gmtime_r(&t, &tm);
+		strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm);
+		snprintf(name, sizeof(name), "%s-gen-000001", stamp);
+		join(path, sizeof(path), qdir, name);
+		assert_int_equal(mkdir(path, 0755), 0);
+	}
+	assert_int_equal(
+		defs_store_quarantine(fx->s, g1, "format", "bad", NULL, qpath, sizeof(qpath)), 0);
+	assert_int_equal(strcmp(qpath + strlen(qpath) - 2, ".1"), 0);
+	assert_true(exists_in(qpath, "reason.json"));
+	assert_int_equal(count_entries(qdir), 4);
+}
+
+static void test_find_quarantined(void **state)
+{
+	struct fx *fx = *state;
+	char a[PATH_MAX], b[PATH_MAX], qpath[PATH_MAX], found[PATH_MAX], fp1[65], fp2[65];
+	char upper[65];
+	unsigned int g1, g2, g3;
+
+	make_src(fx, "a", "one", a, sizeof(a));
+	make_src(fx, "b", "two", b, sizeof(b));
+	g1 = import_ok(fx, a);
+	g2 = import_ok(fx, b);
+	assert_int_equal(defs_store_fingerprint(fx->s, g1, fp1), 0);
+	assert_int_equal(defs_store_fingerprint(fx->s, g2, fp2), 0);
+	assert_false(defs_store_find_quarantined(fx->s, fp1, found, sizeof(found)));
+
+	assert_int_equal(defs_store_quarantine(fx->s, g1, "canary", "eicar missed", NULL, qpath,
+					       sizeof(qpath)),
+			 0);
+	assert_true(defs_store_find_quarantined(fx->s, fp1, found, sizeof(found)));
+	assert_string_equal(found, qpath);
+	assert_true(defs_store_find_quarantined(fx->s, fp1, NULL, 0));
+	for (int i = 0; i < 65; i++)
+		upper[i] = (char)((fp1[i] >= 'a' && fp1[i] <= 'f') ? fp1[i] - 32 : fp1[i]);
+	assert_true(defs_store_find_quarantined(fx->s, upper, NULL, 0));
+	assert_false(defs_store_find_quarantined(fx->s, fp2, found, sizeof(found)));
+	assert_false(defs_store_find_quarantined(fx->s, "", NULL, 0));
+	assert_false(defs_store_find_quarantined(fx->s, "not a fingerprint", NULL, 0));
+	assert_false(defs_store_find_quarantined(fx->s, NULL, NULL, 0));
+
+	/* the same set imported again is recognised: what the updater asks
+	 * before offering a known-bad set once more */
+	g3 = import_ok(fx, a);
+	assert_int_equal(defs_store_fingerprint(fx->s, g3, fp2), 0);
+	assert_string_equal(fp2, fp1);
+	assert_true(defs_store_find_quarantined(fx->s, fp2, NULL, 0));
+
+	/* a crash right after the move left no reason.json: the manifest
+	 * still names it */
+	join(found, sizeof(found), qpath, "reason.json");
+	assert_int_equal(unlink(found), 0);
+	assert_true(defs_store_find_quarantined(fx->s, fp1, found, sizeof(found)));
+	assert_string_equal(found, qpath);
+}
+
+/* A quarantined generation's number is never handed out again, neither by
+ * this handle nor after a restart, nor when its quarantine was cleaned
+ * while current still names it. */
+static void test_numbering_no_reuse(void **state)
+{
+	struct fx *fx = *state;
+	char a[PATH_MAX], qpath[PATH_MAX];
+	unsigned int g;
+
+	make_src(fx, "a", "one", a, sizeof(a));
+	assert_int_equal(import_ok(fx, a), 1);
+	assert_int_equal(import_ok(fx, a), 2);
+	assert_int_equal(import_ok(fx, a), 3);
+	assert_int_equal(defs_store_quarantine(fx->s, 3, "format", "bad", NULL, NULL, 0), 0);
+	assert_int_equal(import_ok(fx, a), 4);
+
+	/* every generation quarantined (3 already is), then reopened */
+	for (g = 1; g <= 4; g++)
+		if (g != 3)
+			assert_int_equal(
+				defs_store_quarantine(fx->s, g, "format", "bad", NULL, NULL, 0), 0);
+	defs_store_close(fx->s);
+	fx->s = defs_store_open(fx->root, 2, fx->err);
+	assert_non_null(fx->s);
+	assert_int_equal(import_ok(fx, a), 5);
+
+	/* the quarantine of 6 is cleaned up, current still names it */
+	assert_int_equal(import_ok(fx, a), 6);
+	assert_int_equal(defs_store_activate(fx->s, 6), 0);
+	assert_int_equal(
+		defs_store_quarantine(fx->s, 6, "test load", "crash", NULL, qpath, sizeof(qpath)),
+		0);
+	rm_tree(qpath);
+	assert_int_equal(import_ok(fx, a), 7);
+}
+
+static void test_previous(void **state)
+{
+	struct fx *fx = *state;
+	char a[PATH_MAX];
+
+	make_src(fx, "a", "one", a, sizeof(a));
+	assert_int_equal(defs_store_previous(fx->s, 1), 0);
+	for (int i = 0; i < 5; i++)
+		import_ok(fx, a);
+	assert_int_equal(defs_store_quarantine(fx->s, 4, "format", "bad", NULL, NULL, 0), 0);
+	assert_int_equal(defs_store_previous(fx->s, 5), 3); /* 4 no longer exists */
+	assert_int_equal(defs_store_previous(fx->s, 3), 2);
+	assert_int_equal(defs_store_previous(fx->s, 2), 1);
+	assert_int_equal(defs_store_previous(fx->s, 1), 0);
+	assert_int_equal(defs_store_previous(fx->s, 100), 5);
+	assert_int_equal(defs_store_previous(fx->s, 0), 0);
+}
+
+/* ---- prune, list ---- */
+
+static void test_prune(void **state)
+{
+	struct fx *fx = *state;
+	char a[PATH_MAX], gdir[PATH_MAX];
+	static const bool left1[] = {false, true, false, false, true, true};
+	static const bool left2[] = {false, false, false, false, true, true};
+
+	make_src(fx, "a", "one", a, sizeof(a));
+	assert_int_equal(defs_store_prune(fx->s), 0); /* empty store */
+	for (int i = 0; i < 5; i++)
+		import_ok(fx, a);
+	/* the current one stays even though it is the oldest */
+	assert_int_equal(defs_store_activate(fx->s, 1), 0);
+	assert_int_equal(defs_store_prune(fx->s), 2);
+	for (unsigned int g = 1; g <= 5; g++) {
+		gen_dir(fx, g, gdir, sizeof(gdir));
+		assert_int_equal(exists(gdir), left1[g]);
+	}
+	assert_int_equal(defs_store_current(fx->s), 1);
+	assert_true(staging_empty(fx));
+	assert_int_equal(defs_store_prune(fx->s), 0);
+
+	/* current is among the newest: exactly keep remain */
+	assert_int_equal(defs_store_activate(fx->s, 5), 0);
+	assert_int_equal(defs_store_prune(fx->s), 1);
+	for (unsigned int g = 1; g <= 5; g++) {
+		gen_dir(fx, g, gdir, sizeof(gdir));
+		assert_int_equal(exists(gdir), left2[g]);
+	}
+	assert_true(staging_empty(fx));
+	/* numbering goes on past the pruned ones */
+	assert_int_equal(import_ok(fx, a), 6);
+}
+
+static void test_list_json(void **state)
+{
+	struct fx *fx = *state;
+	char a[PATH_MAX], b[PATH_MAX], fp[65], gdir[PATH_MAX];
+	struct json_object *list, *e;
+	unsigned int g1, g2;
+
+	make_src(fx, "a", "one", a, sizeof(a));
+	write_text(a, "daily.cld", "daily!");
+	make_src(fx, "b", "two", b, sizeof(b));
+	g1 = import_ok(fx, a);
+	g2 = import_ok(fx, b);
+	assert_int_equal(defs_store_activate(fx->s, g1), 0);
+
+	list = defs_store_list_json(fx->s);
+	assert_non_null(list);
+	assert_int_equal(json_object_array_length(list), 2);
+	e = json_object_array_get_idx(list, 0); /* newest first */
+	assert_int_equal(member_int(e, "generation"), g2);
+	assert_false(json_object_get_boolean(member(e, "current")));
+	assert_int_equal(member_int(e, "files"), 1);
+	assert_int_equal(member_int(e, "bytes"), 3);
+	assert_int_equal(defs_store_fingerprint(fx->s, g2, fp), 0);
+	assert_string_equal(member_str(e, "fingerprint"), fp);
+	assert_int_equal(strlen(member_str(e, "created")), strlen("2024-01-01T00:00:00Z"));
+	e = json_object_array_get_idx(list, 1);
+	assert_int_equal(member_int(e, "generation"), g1);
+	assert_true(json_object_get_boolean(member(e, "current")));
+	assert_int_equal(member_int(e, "files"), 2);
+	assert_int_equal(member_int(e, "bytes"), 9);
+	json_object_put(list);
+
+	/* a broken manifest: listed with nulls; quarantine still works */
+	gen_dir(fx, g2, gdir, sizeof(gdir));
+	write_text(gdir, "manifest.json", "{ not json");
+	assert_int_equal(defs_store_fingerprint(fx->s, g2, fp), -EBADMSG);
+	list = defs_store_list_json(fx->s);
+	assert_non_null(list);
+	e = json_object_array_get_idx(list, 0);
+	assert_int_equal(member_int(e, "generation"), g2);
+	assert_null(member(e, "fingerprint"));
+	assert_null(member(e, "files"));
+	assert_null(member(e, "created"));
+	json_object_put(list);
+	assert_int_equal(
+		defs_store_quarantine(fx->s, g2, "format", "manifest", NULL, gdir, sizeof(gdir)),
+		0);
+	{
+		struct json_object *r = load_json(gdir, "reason.json");
+
+		assert_null(member(r, "fingerprint"));
+		json_object_put(r);
+	}
+}
+
+/* ---- open ---- */
+
+/* What a writer that died left in staging (a half-built generation, a
+ * pruned one half-deleted) and a temporary current link are removed at
+ * open, and none of it is ever a visible generation. */
+static void test_staging_leftovers(void **state)
+{
+	struct fx *fx = *state;
+	char a[PATH_MAX], stage[PATH_MAX], half[PATH_MAX], link[PATH_MAX];
+	struct json_object *list;
+	unsigned int g1, g;
+
+	make_src(fx, "a", "one", a, sizeof(a));
+	g1 = import_ok(fx, a);
+	assert_int_equal(defs_store_activate(fx->s, g1), 0);
+
+	/* an import that crashed after copying everything but before the
+	 * rename: complete-looking, with a manifest */
+	join(stage, sizeof(stage), fx->root, "staging");
+	join(half, sizeof(half), stage, "gen-000002.tmp-99999");
+	assert_int_equal(mkdir(half, 0755), 0);
+	write_text(half, "main.cvd", "two");
+	write_text(half, "manifest.json", "{\"generation\": 2}");
+	join(half, sizeof(half), stage, "gen-000001.del-99998");
+	assert_int_equal(mkdir(half, 0755), 0);
+	write_text(half, "main.cvd", "half deleted");
+	write_text(stage, "stray", "x");
+	join(link, sizeof(link), fx->root, "current.tmp-99997");
+	assert_int_equal(symlink("gen-000002", link), 0);
+
+	/* while running: not a generation */
+	assert_int_equal(defs_store_activate(fx->s, 2), -ENOENT);
+	assert_int_equal(defs_store_previous(fx->s, 100), g1);
+	list = defs_store_list_json(fx->s);
+	assert_int_equal(json_object_array_length(list), 1);
+	json_object_put(list);
+
+	/* restart */
+	defs_store_close(fx->s);
+	fx->s = defs_store_open(fx->root, 2, fx->err);
+	assert_non_null(fx->s);
+	assert_true(staging_empty(fx));
+	assert_false(exists(link));
+	assert_int_equal(defs_store_current(fx->s), g1);
+	list = defs_store_list_json(fx->s);
+	assert_int_equal(json_object_array_length(list), 1);
+	json_object_put(list);
+	g = import_ok(fx, a);
+	assert_true(g > g1);
+	assert_int_equal(count_entries(fx->root), 5); /* current staging quarantine gen x2 */
+}
+
+/* The layout is created readable by the scan user whatever the umask. */
+static void test_open_layout(void **state)
+{
+	struct fx *fx = *state;
+	static const char *const dirs[] = {"", "staging", "quarantine"};
+	char root[PATH_MAX], path[PATH_MAX], gp[PATH_MAX];
+	struct defs_store *s;
+	struct stat st;
+	mode_t old;
+
+	join(root, sizeof(root), fx->base, "new/deeper/defs");
+	old = umask(077);
+	s = defs_store_open(root, 3, fx->err);
+	umask(old);
+	assert_non_null(s);
+	for (size_t i = 0; i < 3; i++) {
+		join(path, sizeof(path), root, dirs[i]);
+		assert_int_equal(lstat(path, &st), 0);
+		assert_true(S_ISDIR(st.st_mode));
+		assert_int_equal(st.st_mode & 07777, 0755);
+	}
+	assert_int_equal(defs_store_gen_path(s, 7, gp, sizeof(gp)), 0);
+	join(path, sizeof(path), root, "gen-000007");
+	assert_string_equal(gp, path);
+	assert_int_equal(defs_store_gen_path(s, 7, gp, 10), -ENAMETOOLONG);
+	defs_store_close(s);
+	defs_store_close(NULL);
+
+	/* a relative root: the paths handed out are absolute anyway */
+	{
+		char cwd[PATH_MAX];
+
+		assert_non_null(getcwd(cwd, sizeof(cwd)));
+		assert_int_equal(chdir(fx->base), 0);
+		s = defs_store_open("rel/defs", 2, fx->err);
+		assert_int_equal(chdir(cwd), 0);
+		assert_non_null(s);
+		join(path, sizeof(path), fx->base, "rel/defs/current");
+		assert_string_equal(defs_store_current_path(s), path);
+		defs_store_close(s);
+	}
+}
+
+static void test_open_errors(void **state)
+{
+	struct fx *fx = *state;
+	char path[PATH_MAX], file[PATH_MAX];
+	struct defs_store *s;
+	pid_t pid;
+
+	fx->err[0] = '\0';
+	errno = 0;
+	assert_null(defs_store_open(fx->root, 1, fx->err));
+	assert_int_equal(errno, EINVAL);
+	assert_true(fx->err[0] != '\0');
+
+	/* under a regular file */
+	write_text(fx->base, "file", "x");
+	join(file, sizeof(file), fx->base, "file");
+	join(path, sizeof(path), file, "defs");
+	fx->err[0] = '\0';
+	errno = 0;
+	assert_null(defs_store_open(path, 2, fx->err));
+	assert_int_equal(errno, ENOTDIR);
+	assert_non_null(strstr(fx->err, path));
+
+	/* unwritable: as nobody, a store to create under a directory of
+	 * root's, and the existing store (root's, 0755) */
+	join(path, sizeof(path), fx->base, "ro");
+	assert_int_equal(mkdir(path, 0755), 0);
+	join(path, sizeof(path), fx->base, "ro/defs");
+	if (geteuid() != 0) {
+		assert_int_equal(chmod(fx->base, 0555), 0);
+		join(path, sizeof(path), fx->base, "defs2");
+		errno = 0;
+		s = defs_store_open(path, 2, fx->err);
+		chmod(fx->base, 0755);
+		assert_null(s);
+		assert_int_equal(errno, EACCES);
+		return;
+	}
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		char err[256] = "";
+
+		CHILD_CHECK(setgroups(0, NULL) == 0);
+		CHILD_CHECK(setgid(NOBODY_ID) == 0);
+		CHILD_CHECK(setuid(NOBODY_ID) == 0);
+		errno = 0;
+		CHILD_CHECK(defs_store_open(path, 2, err) == NULL);
+		CHILD_CHECK(errno == EACCES);
+		CHILD_CHECK(err[0] != '\0');
+		CHILD_CHECK(access(path, F_OK) != 0);
+		err[0] = '\0';
+		errno = 0;
+		CHILD_CHECK(defs_store_open(fx->root, 2, err) == NULL);
+		CHILD_CHECK(errno == EACCES);
+		CHILD_CHECK(strstr(err, "not writable") != NULL);
+		_exit(0);
+	}
+	wait_ok(pid);
+}
+
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		T(test_import_same_fs),
+		T(test_import_other_fs),
+		T(test_fingerprint_is_sha256sum),
+		T(test_fingerprint_equal_sets),
+		T(test_import_empty),
+		T(test_import_skips),
+		T(test_activate_current),
+		T(test_activate_missing),
+		T(test_current_bogus),
+		T(test_writers_serialised),
+		T(test_quarantine),
+		T(test_quarantine_missing),
+		T(test_quarantine_name_clash),
+		T(test_find_quarantined),
+		T(test_numbering_no_reuse),
+		T(test_previous),
+		T(test_prune),
+		T(test_list_json),
+		T(test_staging_leftovers),
+		T(test_open_layout),
+		T(test_open_errors),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
