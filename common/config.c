@@ -149,6 +149,18 @@ static const struct key keys[] = {
 	K_BOOL("ConcurrentDatabaseReload", concurrent_reload, "yes"),
 	K_UINT("SelfCheck", self_check, "600", 0, 604800),
 
+	/* faults (all new) */
+	K_PATH("FaultEventLog", fault_event_log, NULL), /* derived, see derive_paths() */
+	K_UINT("CrashLoopThreshold", crash_loop_threshold, "3", 1, 1000),
+	K_UINT("CrashLoopWindow", crash_loop_window, "60", 1, 86400),
+	K_UINT("CrashBackoffMax", crash_backoff_max, "30", 1, 86400),
+	K_UINT("FaultClearStableSeconds", fault_clear_stable, "600", 1, 604800),
+	K_UINT("PoisonThreshold", poison_threshold, "2", 1, 1000),
+	K_UINT("HealthCheckInterval", health_check_interval, "60", 1, 86400),
+	K_SIZE("MemoryLimit", memory_limit, "0"), /* 0 stays 0: no limit */
+	K_UINT("KeepGenerations", keep_generations, "3", 2, 100),
+	K_UINT("LoadRetryInterval", load_retry_interval, "5", 1, 3600),
+
 	/* path scanning */
 	K_REGEX("ExcludePath", exclude_path),
 	K_BOOL("FollowDirectorySymlinks", follow_dir_symlinks, "no"),
@@ -632,17 +644,36 @@ static long online_cpus(void)
 	return n < 1 ? 1 : n;
 }
 
-/* derive_temp_dir: TemporaryDirectory = <StateDirectory>/tmp. */
-static int derive_temp_dir(struct config *cfg)
-{
-	char *p;
+/* Paths that default to a place under StateDirectory when not set. */
+static const struct derived {
+	const char *key;
+	size_t off;
+	const char *leaf;
+} derived[] = {
+	{"TemporaryDirectory", offsetof(struct config, temp_dir), "tmp"},
+	{"FaultEventLog", offsetof(struct config, fault_event_log), "events.log"},
+};
 
-	/* StateDirectory is absolute with trailing '/' removed: "/" is the only
-	 * value ending in '/' */
-	if (asprintf(&p, "%s/tmp", strcmp(cfg->state_dir, "/") ? cfg->state_dir : "") < 0)
-		return -ENOMEM;
-	free(cfg->temp_dir);
-	cfg->temp_dir = p;
+static const struct key *find_key(const char *name);
+
+/* derive_paths: set each derived path whose key was not given (seen may be
+ * NULL: none given) to <StateDirectory>/<leaf>. */
+static int derive_paths(struct config *cfg, const unsigned int *seen)
+{
+	for (size_t i = 0; i < SE_ARRAY_SIZE(derived); i++) {
+		char **f = (char **)(void *)((char *)cfg + derived[i].off);
+		char *p;
+
+		if (seen && seen[find_key(derived[i].key) - keys])
+			continue;
+		/* StateDirectory is absolute with trailing '/' removed: "/" is
+		 * the only value ending in '/' */
+		if (asprintf(&p, "%s/%s", strcmp(cfg->state_dir, "/") ? cfg->state_dir : "",
+			     derived[i].leaf) < 0)
+			return -ENOMEM;
+		free(*f);
+		*f = p;
+	}
 	return 0;
 }
 
@@ -689,7 +720,7 @@ int config_defaults(struct config *cfg)
 		if (ret < 0)
 			goto err_free;
 	}
-	ret = derive_temp_dir(cfg);
+	ret = derive_paths(cfg, NULL);
 	if (ret < 0)
 		goto err_free;
 	return 0;
@@ -896,11 +927,9 @@ int config_load(struct config *cfg, const char *path, char *err)
 		if (ret < 0)
 			goto err_free;
 	}
-	if (!seen[find_key("TemporaryDirectory") - keys]) {
-		ret = derive_temp_dir(cfg);
-		if (ret < 0)
-			goto err_msg;
-	}
+	ret = derive_paths(cfg, seen);
+	if (ret < 0)
+		goto err_msg;
 	fclose(f);
 	free(buf);
 	return 0;

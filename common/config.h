@@ -65,6 +65,18 @@ struct config {
 	bool concurrent_reload;		   /* ConcurrentDatabaseReload */
 	unsigned int self_check;	   /* SelfCheck, seconds; 0: off */
 
+	/* faults (new keys) */
+	char *fault_event_log;		    /* FaultEventLog; default <StateDirectory>/events.log */
+	unsigned int crash_loop_threshold;  /* CrashLoopThreshold: crashes that make fault 6 */
+	unsigned int crash_loop_window;	    /* CrashLoopWindow, seconds */
+	unsigned int crash_backoff_max;	    /* CrashBackoffMax, seconds */
+	unsigned int fault_clear_stable;    /* FaultClearStableSeconds */
+	unsigned int poison_threshold;	    /* PoisonThreshold: crashes that poison a file */
+	unsigned int health_check_interval; /* HealthCheckInterval, seconds (fault 5) */
+	uint64_t memory_limit;		    /* MemoryLimit: engine + workers, bytes; 0: none */
+	unsigned int keep_generations;	    /* KeepGenerations: definitions sets kept */
+	unsigned int load_retry_interval;   /* LoadRetryInterval: first retry of a failed load, s */
+
 	/* path scanning */
 	struct config_list exclude_path; /* ExcludePath (POSIX extended regex) */
 	bool follow_dir_symlinks;	 /* FollowDirectorySymlinks */

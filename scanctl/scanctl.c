@@ -53,7 +53,12 @@ static void usage(FILE *f)
 		"                 the paths itself; --fdpass hands it descriptors opened\n"
 		"                 here (files only this user can read), --stream sends the\n"
 		"                 contents; --multiscan scans a directory on all workers\n"
-		"  status         definitions, workers, queue, counters (root or AdminGroup)\n"
+		"  status         definitions, workers, queue, counters, active faults,\n"
+		"                 poisoned files (root or AdminGroup)\n"
+		"  faults [--history] [--reset-poison]\n"
+		"                 active faults with reason and remediation; --history: the\n"
+		"                 recent fault and service events; --reset-poison: scan\n"
+		"                 files that crashed the scanner again (root or AdminGroup)\n"
 		"  ping           check that the service answers\n"
 		"  version        libclamav and definitions version\n"
 		"  reload         reload the definitions (root or AdminGroup)\n"
@@ -542,7 +547,104 @@ static int cmd_status(const struct opts *o)
 	if (strcmp(jstr(st, "last_load_error"), "-"))
 		print_kv("last load error", "%s", jstr(st, "last_load_error"));
 	print_kv("connections", "%lld", jint(st, "connections"));
+	{
+		struct json_object *fa = NULL, *po = NULL;
+		char ids[128] = "";
+		size_t n = 0;
+
+		if (json_object_object_get_ex(st, "faults", &fa))
+			for (size_t i = 0; i < json_object_array_length(fa) && n < sizeof(ids); i++)
+				n += (size_t)snprintf(
+					ids + n, sizeof(ids) - n, "%s%d", i ? ", " : "",
+					json_object_get_int(json_object_array_get_idx(fa, i)));
+		print_kv("active faults", "%s", n ? ids : "none");
+		if (json_object_object_get_ex(st, "poisoned", &po) &&
+		    json_object_array_length(po)) {
+			for (size_t i = 0; i < json_object_array_length(po); i++) {
+				struct json_object *e = json_object_array_get_idx(po, i);
+
+				print_kv(i ? "" : "poisoned files", "%s (%lld crashes)",
+					 jstr(e, "path"), jint(e, "crashes"));
+			}
+		}
+	}
 	json_object_put(st);
+	return 0;
+}
+
+static void print_time(const char *k, long long epoch)
+{
+	char buf[64];
+	time_t t = (time_t)epoch;
+	struct tm tm;
+
+	localtime_r(&t, &tm);
+	strftime(buf, sizeof(buf), "%Y-%m-%d %H:%M:%S %Z", &tm);
+	print_kv(k, "%s", buf);
+}
+
+static int cmd_faults(const struct opts *o, int argc, char **argv)
+{
+	static const struct option lopts[] = {
+		{"history", no_argument, NULL, 'H'},
+		{"reset-poison", no_argument, NULL, 'R'},
+		{0},
+	};
+	bool history = false, reset = false;
+	char reply[1 << 20];
+	struct json_object *arr;
+	int c;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "HR", lopts, NULL)) != -1) {
+		if (c == 'H')
+			history = true;
+		else if (c == 'R')
+			reset = true;
+		else
+			return EXIT_USAGE;
+	}
+	if (optind < argc)
+		die(EXIT_USAGE, "faults: unexpected argument '%s'", argv[optind]);
+	if (reset) {
+		simple_command(o, "zRESETPOISON", reply, sizeof(reply));
+		if (ends_with(reply, " ERROR"))
+			die(EXIT_FOUND, "%s", reply);
+		printf(o->json ? "{ \"reply\": \"%s\" }\n" : "%s\n", reply);
+		return 0;
+	}
+	simple_command(o, history ? "zFAULTHISTORY" : "zFAULTS", reply, sizeof(reply));
+	if (ends_with(reply, " ERROR"))
+		die(EXIT_FOUND, "%s", reply);
+	arr = json_tokener_parse(reply);
+	if (!arr || !json_object_is_type(arr, json_type_array))
+		die(EXIT_FOUND, "unexpected reply: %.200s", reply);
+	if (o->json) {
+		printf("%s\n", json_object_to_json_string_ext(arr, JSON_C_TO_STRING_PRETTY));
+	} else if (history) {
+		for (size_t i = 0; i < json_object_array_length(arr); i++) {
+			struct json_object *e = json_object_array_get_idx(arr, i);
+
+			printf("%s  %-20s %s%s%s%s\n", jstr(e, "time_text"), jstr(e, "event"),
+			       jint(e, "id") ? "fault " : "", jint(e, "id") ? jstr(e, "id") : "",
+			       jint(e, "id") ? ": " : "",
+			       strcmp(jstr(e, "reason"), "-") ? jstr(e, "reason")
+							      : jstr(e, "message"));
+		}
+	} else if (!json_object_array_length(arr)) {
+		printf("no active faults\n");
+	} else {
+		for (size_t i = 0; i < json_object_array_length(arr); i++) {
+			struct json_object *f = json_object_array_get_idx(arr, i);
+
+			printf("%sfault %lld: %s (%s)\n", i ? "\n" : "", jint(f, "id"),
+			       jstr(f, "name"), jstr(f, "severity"));
+			print_time("  since", jint(f, "since"));
+			print_kv("  reason", "%s", jstr(f, "reason"));
+			print_kv("  remediation", "%s", jstr(f, "remediation"));
+		}
+	}
+	json_object_put(arr);
 	return 0;
 }
 
@@ -649,6 +751,8 @@ int main(int argc, char **argv)
 		}
 	if (!strcmp(cmd, "scan"))
 		ret = cmd_scan(&o, argc, argv);
+	else if (!strcmp(cmd, "faults"))
+		ret = cmd_faults(&o, argc, argv);
 	else if (argc > 1)
 		die(EXIT_USAGE, "%s takes no arguments", cmd);
 	else if (!strcmp(cmd, "status"))

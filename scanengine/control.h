@@ -25,6 +25,11 @@ struct control_hooks {
 	void (*shutdown)(void *arg); /* SHUTDOWN */
 	/* Fill the admin STATUS reply (service-level fields). */
 	void (*status)(void *arg, struct json_object *o);
+	/* FAULTS / FAULTHISTORY: a new JSON array (active faults, or recent
+	 * events). */
+	struct json_object *(*faults)(void *arg, bool history);
+	/* RESETPOISON: forget the poisoned files; returns how many. */
+	size_t (*reset_poison)(void *arg);
 };
 
 struct control;

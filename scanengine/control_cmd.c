@@ -427,6 +427,36 @@ static void cmd_status(struct conn *c, const struct command *cmd, const char *ar
 	json_object_put(o);
 }
 
+static void reply_json(struct conn *c, unsigned int seq, char term, struct json_object *o)
+{
+	ctl_reply(c, seq, term, "%s", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+	json_object_put(o);
+}
+
+static void cmd_faults(struct conn *c, const struct command *cmd, const char *arg, unsigned int seq,
+		       char term)
+{
+	(void)arg;
+	if (!c->ctl->hooks.faults) {
+		ctl_reply(c, seq, term, "%s: not available. ERROR", cmd->name);
+		return;
+	}
+	reply_json(c, seq, term,
+		   c->ctl->hooks.faults(c->ctl->hooks.arg, !strcmp(cmd->name, "FAULTHISTORY")));
+}
+
+static void cmd_reset_poison(struct conn *c, const struct command *cmd, const char *arg,
+			     unsigned int seq, char term)
+{
+	size_t n = 0;
+
+	(void)arg;
+	(void)cmd;
+	if (c->ctl->hooks.reset_poison)
+		n = c->ctl->hooks.reset_poison(c->ctl->hooks.arg);
+	ctl_reply(c, seq, term, "POISON RESET: %zu", n);
+}
+
 static void cmd_idsession(struct conn *c, const struct command *cmd, const char *arg,
 			  unsigned int seq, char term)
 {
@@ -639,6 +669,9 @@ static const struct command commands[] = {
 	{"ALLMATCHSCAN", CF_ARG | CF_STOP_FIRST, cmd_scan_path, MSG_SCAN_ALLMATCH},
 	/* scanengine admin extensions */
 	{"STATUS", CF_ADMIN, cmd_status},
+	{"FAULTS", CF_ADMIN, cmd_faults},
+	{"FAULTHISTORY", CF_ADMIN, cmd_faults},
+	{"RESETPOISON", CF_ADMIN, cmd_reset_poison},
 	{0},
 };
 

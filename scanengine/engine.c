@@ -295,7 +295,7 @@ static int check_readable(const char *dir, char *err)
 	return ret;
 }
 
-struct engine *engine_load(const struct config *cfg, const char *tmpdir,
+struct engine *engine_load(const struct config *cfg, const char *dbdir, const char *tmpdir,
 			   struct msg_engine_info *info, char *err)
 {
 	struct engine *e;
@@ -323,7 +323,7 @@ struct engine *engine_load(const struct config *cfg, const char *tmpdir,
 		eno = -r;
 		goto err_free;
 	}
-	r = check_readable(cfg->database_dir, err);
+	r = check_readable(dbdir, err);
 	if (r < 0) {
 		eno = -r;
 		goto err_free;
@@ -337,23 +337,23 @@ struct engine *engine_load(const struct config *cfg, const char *tmpdir,
 	if (!cfg->phishing_scan_urls)
 		dbopts &= ~(unsigned int)CL_DB_PHISHING_URLS;
 	last_clmsg[0] = '\0';
-	rc = cl_load(cfg->database_dir, e->cl, &sigs, dbopts);
+	rc = cl_load(dbdir, e->cl, &sigs, dbopts);
 	if (rc != CL_SUCCESS) {
 		eno = cl_to_errno(rc);
-		snprintf(err, 512, "cannot load definitions from %.200s: %s%s%.200s",
-			 cfg->database_dir, cl_strerror(rc), last_clmsg[0] ? ": " : "", last_clmsg);
+		snprintf(err, 512, "cannot load definitions from %.200s: %s%s%.200s", dbdir,
+			 cl_strerror(rc), last_clmsg[0] ? ": " : "", last_clmsg);
 		goto err_free;
 	}
 	if (sigs == 0) {
-		snprintf(err, 512, "no signatures found in %s", cfg->database_dir);
+		snprintf(err, 512, "no signatures found in %s", dbdir);
 		eno = ENOENT;
 		goto err_free;
 	}
 	rc = cl_engine_compile(e->cl);
 	if (rc != CL_SUCCESS) {
 		eno = cl_to_errno(rc);
-		snprintf(err, 512, "cannot compile definitions from %.200s: %s%s%.200s",
-			 cfg->database_dir, cl_strerror(rc), last_clmsg[0] ? ": " : "", last_clmsg);
+		snprintf(err, 512, "cannot compile definitions from %.200s: %s%s%.200s", dbdir,
+			 cl_strerror(rc), last_clmsg[0] ? ": " : "", last_clmsg);
 		goto err_free;
 	}
 	info->sigs = sigs;

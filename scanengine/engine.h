@@ -25,11 +25,12 @@ struct engine_result {
 int engine_global_init(char *err);
 
 /* engine_load: create an engine with the limits and switches of cfg, load
- * every database in cfg->database_dir, compile it, and fill info. Scratch
- * files go to tmpdir. Returns the engine or NULL with a one-line reason in
- * err[512] and errno set (ENOENT missing files, EACCES unreadable, ENOMEM,
- * EINVAL malformed databases). Free with engine_free. */
-struct engine *engine_load(const struct config *cfg, const char *tmpdir,
+ * every database in dbdir, compile it, and fill info. Scratch files go to
+ * tmpdir. Returns the engine or NULL with a one-line reason in err[512] and
+ * errno classifying it: EINVAL the definitions are malformed or rejected by
+ * libclamav, ENOMEM memory ran out, ENOENT/EACCES files missing or
+ * unreadable. Free with engine_free. */
+struct engine *engine_load(const struct config *cfg, const char *dbdir, const char *tmpdir,
 			   struct msg_engine_info *info, char *err);
 
 /* engine_warm_up: do, once in the zygote, what libclamav and glibc would

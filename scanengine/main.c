@@ -104,8 +104,15 @@ static int daemonize(int *ready_fd)
 			break;
 	}
 	buf[got] = '\0';
-	if (!strncmp(buf, "OK", 2))
+	if (!strncmp(buf, "OK", 2)) {
+		/* running, but degraded: say so on the way out */
+		buf[strcspn(buf, "\n")] = '\0';
+		if (buf[2] == ' ')
+			fprintf(stderr,
+				"scanengined: warning: started without a working engine: %s\n",
+				buf + 3);
 		_exit(0);
+	}
 	buf[strcspn(buf, "\n")] = '\0';
 	if (!strncmp(buf, "ERR ", 4)) {
 		fprintf(stderr, "scanengined: %s\n", buf + 4);

@@ -13,7 +13,7 @@ enum msg_type {
 	MSG_ZY_SPAWN = 0x100, /* id: worker slot; fd: worker's end of its socketpair */
 	/* zygote -> supervisor */
 	MSG_ZY_READY = 0x180, /* struct msg_engine_info */
-	MSG_ZY_FAILED,	      /* string: why loading failed */
+	MSG_ZY_FAILED,	      /* struct msg_load_failed */
 	MSG_ZY_SPAWNED,	      /* id: slot; struct msg_spawned */
 	MSG_ZY_LOG,	      /* struct msg_log */
 	/* supervisor -> worker */
@@ -37,6 +37,21 @@ struct msg_engine_info {
 	uint32_t load_ms;    /* cl_load + cl_engine_compile wall time */
 	uint64_t rss_kb;     /* zygote's VmRSS after compile */
 	char version[32];    /* libclamav version string */
+};
+
+/* Why an engine could not be brought up; the supervisor acts on the class
+ * (fault 7): bad definitions are quarantined, memory and other failures
+ * are retried with back-off and leave the definitions alone. */
+enum load_failure {
+	LOAD_FAIL_DEFS = 1,   /* libclamav rejected the definitions, or crashed on them */
+	LOAD_FAIL_MEMORY = 2, /* out of memory (ENOMEM, CL_EMEM, the OOM killer) */
+	LOAD_FAIL_OTHER = 3,  /* missing or unreadable files, timeouts, ... */
+};
+
+struct msg_load_failed {
+	uint32_t cls; /* enum load_failure */
+	int32_t eno;  /* errno behind it */
+	char text[512];
 };
 
 struct msg_spawned {

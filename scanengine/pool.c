@@ -3,6 +3,10 @@
 #include "common/ipc.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "sandbox/memlimit.h"
+#include "scanengine/crashlog.h"
+#include "scanengine/faults.h"
+#include "scanengine/poison.h"
 #include "scanengine/zygote.h"
 
 #include <errno.h>
@@ -20,6 +24,9 @@
 #define JOB_MAX_ATTEMPTS 2
 #define SPAWN_TIMEOUT_MS 30000
 #define UNKNOWN_DEATHS	 16
+#define RECENT_CRASHES	 8	      /* kept for fault 6's detail */
+#define POISON_MAX	 1024	      /* files tracked for poisoning */
+#define POISON_HASH_MAX	 (1ULL << 30) /* larger files are matched by identity only */
 
 enum gen_state {
 	GEN_LOADING,
@@ -69,6 +76,8 @@ struct worker {
 struct generation {
 	struct pool *pool;
 	unsigned int id;
+	char *dir;	     /* definitions it loads */
+	uint64_t oom_before; /* OOM kills in the memory cgroup when it started */
 	enum gen_state state;
 	pid_t zpid;
 	int zsock;
@@ -86,6 +95,20 @@ struct pool {
 	const struct sandbox_identity *id;
 	struct evloop *ev;
 	struct pool_hooks hooks;
+	struct faults *faults; /* may be NULL (tests, fuzzers) */
+	struct memlimit *mem;  /* may be NULL: no MemoryLimit */
+	char unavailable[256]; /* why jobs fail while no engine is up */
+
+	/* fault 6: crashes of workers and engines */
+	struct crashlog crashes;
+	struct {
+		uint64_t ms;
+		char how[64];
+		char file[256];
+	} recent[RECENT_CRASHES];
+	unsigned int nrecent;
+	struct poison *poison;
+	uint64_t created_ms;
 
 	struct generation *gens; /* newest first */
 	struct generation *active;
@@ -105,7 +128,7 @@ struct pool {
 
 	struct {
 		uint64_t jobs, clean, found, errors, crashes, timeouts, retries, respawns;
-		uint64_t engine_loads, load_failures;
+		uint64_t engine_loads, load_failures, poison_refused;
 	} st;
 	char last_load_error[512];
 };
@@ -212,10 +235,11 @@ static void gens_collect(struct pool *p)
 		if ((g->state == GEN_DEAD || g->state == GEN_DRAINING) && g->zygote_exited &&
 		    !gen_has_workers(g)) {
 			if (g->state == GEN_DRAINING)
-				log_info("generation %u retired", g->id);
+				log_info("engine %u retired", g->id);
 			zygote_close(g);
 			*pp = g->next;
 			free(g->workers);
+			free(g->dir);
 			free(g);
 			continue;
 		}
@@ -298,18 +322,28 @@ static void gen_activate(struct generation *g)
 	p->st.engine_loads++;
 	p->last_load_error[0] = '\0';
 	log_info("definitions loaded: %u signatures, version %u, in %u ms (engine pid %d, %llu "
-		 "KiB); generation %u active",
+		 "KiB); engine %u active",
 		 g->info.sigs, g->info.db_version, g->info.load_ms, (int)g->zpid,
 		 (unsigned long long)g->info.rss_kb, g->id);
-	if (old)
+	if (old) {
+		size_t lifted = p->poison ? poison_reset(p->poison) : 0;
+
+		/* poisoned files get another chance with other definitions */
+		if (lifted && p->faults) {
+			struct json_object *d = json_object_new_object();
+
+			json_object_object_add(d, "files", json_object_new_int64((int64_t)lifted));
+			faults_event(p->faults, "poison_lifted", "new definitions loaded", d);
+		}
 		gen_retire(old);
+	}
 	for (unsigned int i = 0; i < g->nworkers; i++)
 		worker_spawn(&g->workers[i]);
 	if (p->hooks.engine_ready)
 		p->hooks.engine_ready(p->hooks.arg, &g->info);
 }
 
-static void gen_failed(struct generation *g, const char *why)
+static void gen_failed(struct generation *g, enum load_failure cls, const char *why)
 {
 	struct pool *p = g->pool;
 
@@ -324,7 +358,7 @@ static void gen_failed(struct generation *g, const char *why)
 	log_error("definitions not loaded: %s%s", why,
 		  p->active ? "; the previous definitions stay active" : "");
 	if (p->hooks.engine_failed)
-		p->hooks.engine_failed(p->hooks.arg, why);
+		p->hooks.engine_failed(p->hooks.arg, cls, why, g->dir);
 }
 
 static int on_zy_ready(void *ctx, struct ipc_msg *m)
@@ -341,7 +375,13 @@ static int on_zy_ready(void *ctx, struct ipc_msg *m)
 
 static int on_zy_failed(void *ctx, struct ipc_msg *m)
 {
-	gen_failed(ctx, (const char *)m->payload);
+	struct msg_load_failed lf;
+
+	memcpy(&lf, m->payload, sizeof(lf));
+	lf.text[sizeof(lf.text) - 1] = '\0';
+	if (lf.cls != LOAD_FAIL_DEFS && lf.cls != LOAD_FAIL_MEMORY)
+		lf.cls = LOAD_FAIL_OTHER;
+	gen_failed(ctx, (enum load_failure)lf.cls, lf.text);
 	return 0;
 }
 
@@ -404,7 +444,8 @@ static int on_zy_log(void *ctx, struct ipc_msg *m)
 static const struct ipc_handler zygote_handlers[] = {
 	{MSG_ZY_READY, sizeof(struct msg_engine_info), sizeof(struct msg_engine_info), IPC_FD_NONE,
 	 0, on_zy_ready},
-	{MSG_ZY_FAILED, 1, 1024, IPC_FD_NONE, IPC_F_STRING, on_zy_failed},
+	{MSG_ZY_FAILED, sizeof(struct msg_load_failed), sizeof(struct msg_load_failed), IPC_FD_NONE,
+	 0, on_zy_failed},
 	{MSG_ZY_SPAWNED, sizeof(struct msg_spawned), sizeof(struct msg_spawned), IPC_FD_NONE, 0,
 	 on_zy_spawned},
 	{MSG_ZY_LOG, offsetof(struct msg_log, text) + 1, sizeof(struct msg_log), IPC_FD_NONE, 0,
@@ -447,7 +488,7 @@ static void zygote_event(struct ev_handler *h, uint32_t revents)
 
 static void worker_event(struct ev_handler *h, uint32_t revents);
 
-int pool_load(struct pool *p)
+int pool_load(struct pool *p, const char *dir)
 {
 	struct generation *g;
 	int sv[2], r;
@@ -465,9 +506,16 @@ int pool_load(struct pool *p)
 		free(g);
 		return -ENOMEM;
 	}
+	g->dir = strdup(dir);
+	if (!g->dir) {
+		free(g->workers);
+		free(g);
+		return -ENOMEM;
+	}
 	g->pool = p;
 	g->id = ++p->next_gen;
 	g->zsock = -1;
+	g->oom_before = p->mem ? memlimit_oom_kills(p->mem) : 0;
 	for (unsigned int i = 0; i < g->nworkers; i++) {
 		struct worker *w = &g->workers[i];
 
@@ -501,7 +549,11 @@ int pool_load(struct pool *p)
 		signal(SIGPIPE, SIG_IGN);
 		log_close();
 		util_close_fds_except(keep, 1);
-		zygote_main(p->cfg, p->id, sv[1]);
+		/* the engine and its workers, not the supervisor, live under
+		 * MemoryLimit; joined while still root */
+		if (p->mem && memlimit_enter(p->mem) < 0)
+			_exit(1);
+		zygote_main(p->cfg, p->id, g->dir, sv[1]);
 	}
 	close(sv[1]);
 	util_set_nonblock(sv[0], true);
@@ -514,12 +566,12 @@ int pool_load(struct pool *p)
 	g->next = p->gens;
 	p->gens = g;
 	evloop_add(p->ev, &g->zev, EPOLLIN);
-	log_info("loading definitions from %s (generation %u, engine pid %d)", p->cfg->database_dir,
-		 g->id, (int)pid);
+	log_info("loading definitions from %s (engine %u, pid %d)", g->dir, g->id, (int)pid);
 	return 0;
 
 err_free:
 	free(g->workers);
+	free(g->dir);
 	free(g);
 	return r;
 }
@@ -552,6 +604,92 @@ static void describe_status(int status, char *buf, size_t len)
 		snprintf(buf, len, "ended (status 0x%x)", status);
 }
 
+static int status_signal(int status)
+{
+	return WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+}
+
+/* A worker or engine death nobody asked for: count it towards fault 6,
+ * and blame the file in flight (poison). */
+static void note_crash(struct pool *p, const char *how, int sig, struct job *j)
+{
+	uint64_t now = util_now_ms();
+	unsigned int n = crashlog_add(&p->crashes, now);
+	unsigned int slot = p->nrecent++ % RECENT_CRASHES;
+
+	p->recent[slot].ms = now;
+	util_strlcpy(p->recent[slot].how, how, sizeof(p->recent[slot].how));
+	util_strlcpy(p->recent[slot].file, j && j->label ? j->label : "",
+		     sizeof(p->recent[slot].file));
+	if (j && p->poison && j->fd >= 0) {
+		struct poison_file pf;
+		struct stat st;
+
+		if (fstat(j->fd, &st) == 0) {
+			poison_file_from_stat(&pf, &st);
+			/* content, so that a copy or a stream of it is known too */
+			pf.have_sha256 = poison_sha256_fd(j->fd, POISON_HASH_MAX, pf.sha256) == 0;
+			if (poison_record_crash(p->poison, &pf, j->label ? j->label : "?", sig,
+						now) == 1) {
+				log_error(
+					"%s crashed the scanner %u times: no longer scanned with these "
+					"definitions (Scanner.Crashed)",
+					j->label ? j->label : "?", p->cfg->poison_threshold);
+				if (p->faults) {
+					struct json_object *d = json_object_new_object();
+
+					json_object_object_add(
+						d, "path",
+						json_object_new_string(j->label ? j->label : ""));
+					json_object_object_add(
+						d, "size",
+						json_object_new_int64((int64_t)st.st_size));
+					json_object_object_add(
+						d, "crashes",
+						json_object_new_int((int)p->cfg->poison_threshold));
+					json_object_object_add(d, "signal",
+							       json_object_new_int(sig));
+					faults_event(
+						p->faults, "poisoned",
+						"file crashes the scanner; requests for it are answered "
+						"Scanner.Crashed",
+						d);
+				}
+			}
+		}
+	}
+	if (p->faults && crashlog_looping(&p->crashes, now)) {
+		struct json_object *d = json_object_new_object();
+		struct json_object *sigs = json_object_new_array();
+		struct json_object *files = json_object_new_array();
+		unsigned int have = SE_MIN(p->nrecent, RECENT_CRASHES);
+		char reason[160];
+
+		for (unsigned int i = 0; i < have; i++) {
+			unsigned int k = (p->nrecent - have + i) % RECENT_CRASHES;
+
+			if (now - p->recent[k].ms >= p->crashes.window_ms)
+				continue;
+			json_object_array_add(sigs, json_object_new_string(p->recent[k].how));
+			if (p->recent[k].file[0])
+				json_object_array_add(files,
+						      json_object_new_string(p->recent[k].file));
+		}
+		json_object_object_add(d, "crashes", json_object_new_int((int)n));
+		json_object_object_add(d, "window_seconds",
+				       json_object_new_int((int)p->cfg->crash_loop_window));
+		json_object_object_add(d, "deaths", sigs);
+		json_object_object_add(d, "files_in_flight", files);
+		json_object_object_add(d, "respawn_backoff_ms",
+				       json_object_new_int64((int64_t)crashlog_backoff_ms(
+					       &p->crashes, now, p->cfg->respawn_interval,
+					       p->cfg->crash_backoff_max * 1000ULL)));
+		snprintf(reason, sizeof(reason), "%u scanner crashes within %u s", n,
+			 p->cfg->crash_loop_window);
+		faults_raise(p->faults, FAULT_RESTARTS, reason, d);
+	}
+}
+
 static void worker_death(struct worker *w, int status)
 {
 	struct generation *g = w->gen;
@@ -577,6 +715,8 @@ static void worker_death(struct worker *w, int status)
 		log_warn("worker %d %s%s%s%s", (int)w->pid,
 			 w->timed_out ? "exceeded MaxScanTime, " : "", how,
 			 j ? " while scanning " : "", j ? (j->label ? j->label : "?") : "");
+		note_crash(p, w->timed_out ? "MaxScanTime exceeded" : how, status_signal(status),
+			   j);
 	} else if (tempfail) {
 		log_warn("worker %d could not go on (%s); replacing it", (int)w->pid, how);
 	} else {
@@ -599,12 +739,13 @@ static void worker_death(struct worker *w, int status)
 			log_info("retrying %s on a fresh worker", j->label ? j->label : "job");
 			queue_push(p, j, true);
 		} else {
-			char why[256];
-
-			snprintf(why, sizeof(why), "%s: scanner %s on each of %u attempts",
-				 w->timed_out ? "Scan time limit exceeded" : "Scanner crashed",
-				 w->timed_out ? "timed out" : how, j->attempts);
-			job_fail(p, j, why);
+			/* the detail is in the log; clients get the name
+			 * poisoned requests get too */
+			job_fail(p, j,
+				 w->timed_out
+					 ? "Scan time limit exceeded: scanner timed out on each of "
+					   "2 attempts"
+					 : "Scanner.Crashed");
 		}
 	}
 	pool_dispatch(p);
@@ -722,8 +863,13 @@ static void worker_event(struct ev_handler *h, uint32_t revents)
 		if (r == -EAGAIN)
 			return;
 		if (r == 0) {
-			/* Its exit status comes through pool_reap. */
+			/* Usually it just died: its exit status, which says
+			 * whether that was a crash, comes through pool_reap.
+			 * Unless we retired it, this is no retirement. */
+			bool retiring = w->retiring;
+
 			worker_kill(w, w->state == WK_BUSY ? "closed its socket mid-scan" : NULL);
+			w->retiring = retiring;
 			if (w->pid > 0)
 				kill(w->pid, SIGKILL);
 			return;
@@ -784,7 +930,42 @@ struct pool *pool_new(const struct config *cfg, const struct sandbox_identity *i
 	p->ev = ev;
 	if (hooks)
 		p->hooks = *hooks;
+	p->created_ms = util_now_ms();
+	crashlog_init(&p->crashes, cfg->crash_loop_threshold, cfg->crash_loop_window * 1000ULL);
+	p->poison = poison_new(cfg->poison_threshold, POISON_MAX);
+	if (!p->poison) {
+		free(p);
+		return NULL;
+	}
 	return p;
+}
+
+void pool_set_faults(struct pool *p, struct faults *f)
+{
+	p->faults = f;
+}
+
+void pool_set_memlimit(struct pool *p, struct memlimit *m)
+{
+	p->mem = m;
+}
+
+void pool_set_unavailable(struct pool *p, const char *why)
+{
+	util_strlcpy(p->unavailable, why ? why : "", sizeof(p->unavailable));
+}
+
+size_t pool_reset_poison(struct pool *p)
+{
+	return poison_reset(p->poison);
+}
+
+bool pool_loading(const struct pool *p)
+{
+	for (const struct generation *g = p->gens; g; g = g->next)
+		if (g->state == GEN_LOADING)
+			return true;
+	return false;
 }
 
 void pool_free(struct pool *p)
@@ -802,9 +983,30 @@ void pool_free(struct pool *p)
 				util_close(&g->workers[i].sock);
 			}
 		free(g->workers);
+		free(g->dir);
 		free(g);
 	}
+	poison_free(p->poison);
 	free(p);
+}
+
+/* Costs an fstat per job; the content is hashed only when the size equals
+ * that of a poisoned file. */
+static bool is_poisoned(struct pool *p, struct job *j)
+{
+	struct poison_file pf;
+	struct stat st;
+	enum poison_verdict v;
+
+	if (!p->poison || !poison_count(p->poison) || fstat(j->fd, &st) < 0)
+		return false;
+	poison_file_from_stat(&pf, &st);
+	v = poison_check(p->poison, &pf);
+	if (v == POISON_NEED_SHA && poison_sha256_fd(j->fd, POISON_HASH_MAX, pf.sha256) == 0) {
+		pf.have_sha256 = true;
+		v = poison_check(p->poison, &pf);
+	}
+	return v == POISON_YES;
 }
 
 void pool_submit(struct pool *p, struct job *j)
@@ -819,7 +1021,14 @@ void pool_submit(struct pool *p, struct job *j)
 		return;
 	}
 	if (!p->active) {
-		job_fail(p, j, "No definitions loaded");
+		job_fail(p, j, p->unavailable[0] ? p->unavailable : "No definitions loaded");
+		return;
+	}
+	if (is_poisoned(p, j)) {
+		p->st.poison_refused++;
+		log_info("%s: not scanned: it crashed the scanner before (Scanner.Crashed)",
+			 j->label ? j->label : "?");
+		job_fail(p, j, "Scanner.Crashed");
 		return;
 	}
 	queue_push(p, j, false);
@@ -852,6 +1061,23 @@ const struct msg_engine_info *pool_engine_info(const struct pool *p)
 void pool_tick(struct pool *p)
 {
 	uint64_t now = util_now_ms();
+	/* a slot is refilled WorkerRespawnInterval after its worker died,
+	 * twice that per further crash in the window (respawns at least that
+	 * far apart overall) */
+	uint64_t interval = crashlog_backoff_ms(&p->crashes, now, p->cfg->respawn_interval,
+						p->cfg->crash_backoff_max * 1000ULL);
+
+	/* A fault carried over a restart needs a stable period of this run
+	 * too: the crashes before the restart are not in the log. */
+	if (p->faults && faults_is_active(p->faults, FAULT_RESTARTS) &&
+	    now - p->created_ms >= p->cfg->fault_clear_stable * 1000ULL &&
+	    crashlog_stable(&p->crashes, now, p->cfg->fault_clear_stable * 1000ULL)) {
+		char reason[96];
+
+		snprintf(reason, sizeof(reason), "no scanner crash for %u s",
+			 p->cfg->fault_clear_stable);
+		faults_clear(p->faults, FAULT_RESTARTS, reason);
+	}
 
 	for (struct generation *g = p->gens; g; g = g->next) {
 		if (g->state == GEN_LOADING && now - g->start_ms > p->cfg->load_timeout * 1000ULL) {
@@ -860,7 +1086,7 @@ void pool_tick(struct pool *p)
 			snprintf(why, sizeof(why),
 				 "loading took longer than DatabaseLoadTimeout (%u s)",
 				 p->cfg->load_timeout);
-			gen_failed(g, why);
+			gen_failed(g, LOAD_FAIL_OTHER, why);
 		}
 		for (unsigned int i = 0; i < g->nworkers; i++) {
 			struct worker *w = &g->workers[i];
@@ -873,11 +1099,52 @@ void pool_tick(struct pool *p)
 				   now - w->spawn_ms > SPAWN_TIMEOUT_MS) {
 				worker_kill(w, "did not start in time");
 			} else if (w->state == WK_EMPTY && g == p->active && !p->shutting_down &&
+				   now - w->prev_death_ms >= interval &&
 				   now - p->last_respawn_ms >= p->cfg->respawn_interval) {
 				worker_spawn(w);
 			}
 		}
 	}
+}
+
+/* The zygote of g died. While loading, say why as precisely as the
+ * evidence allows: the OOM killer (its counter in our memory cgroup went
+ * up), a crash on the definitions, or something else. */
+static void engine_death(struct generation *g, int status)
+{
+	struct pool *p = g->pool;
+	char how[96], why[320];
+	int sig = status_signal(status);
+
+	describe_status(status, how, sizeof(how));
+	if (p->shutting_down || g->state == GEN_DRAINING || g->state == GEN_DEAD)
+		return;
+	note_crash(p, how, sig, NULL);
+	if (g->state == GEN_LOADING) {
+		uint64_t ooms = p->mem ? memlimit_oom_kills(p->mem) : 0;
+
+		if (sig == SIGKILL && ooms > g->oom_before) {
+			snprintf(why, sizeof(why),
+				 "engine process killed by the OOM killer while loading %s "
+				 "(MemoryLimit %llu bytes)",
+				 g->dir, (unsigned long long)memlimit_bytes(p->mem));
+			gen_failed(g, LOAD_FAIL_MEMORY, why);
+		} else if (sig && sig != SIGKILL && sig != SIGTERM) {
+			snprintf(why, sizeof(why), "engine process %s while loading %s", how,
+				 g->dir);
+			gen_failed(g, LOAD_FAIL_DEFS, why);
+		} else {
+			snprintf(why, sizeof(why), "engine process %s while loading %s", how,
+				 g->dir);
+			gen_failed(g, LOAD_FAIL_OTHER, why);
+		}
+		return;
+	}
+	/* Active: its workers keep scanning; a new engine brings a zygote to
+	 * fork replacements from. */
+	log_error("engine process %d %s; reloading", (int)g->zpid, how);
+	zygote_close(g);
+	pool_load(p, g->dir);
 }
 
 void pool_reap(struct pool *p)
@@ -897,20 +1164,8 @@ void pool_reap(struct pool *p)
 			if (g->zpid == pid)
 				break;
 		if (g) {
-			char how[96], why[200];
-
 			g->zygote_exited = true;
-			describe_status(status, how, sizeof(how));
-			if (g->state == GEN_LOADING) {
-				snprintf(why, sizeof(why), "engine process %s while loading", how);
-				gen_failed(g, why);
-			} else if (g->state == GEN_ACTIVE && !p->shutting_down) {
-				/* Its workers keep scanning; a new generation
-				 * brings a zygote to fork replacements from. */
-				log_error("engine process %d %s; reloading", (int)pid, how);
-				zygote_close(g);
-				pool_load(p);
-			}
+			engine_death(g, status);
 			continue;
 		}
 		if (p->nunknown < UNKNOWN_DEATHS) {
@@ -969,7 +1224,8 @@ void pool_status(const struct pool *p, struct json_object *o)
 		struct json_object *ws = json_object_new_array();
 		struct json_object *wd = json_object_new_array();
 
-		json_object_object_add(jg, "generation", json_object_new_int((int)g->id));
+		json_object_object_add(jg, "engine", json_object_new_int((int)g->id));
+		json_object_object_add(jg, "definitions", json_object_new_string(g->dir));
 		json_object_object_add(jg, "state",
 				       json_object_new_string(gen_state_names[g->state]));
 		json_object_object_add(jg, "engine_pid",
@@ -1014,7 +1270,7 @@ void pool_status(const struct pool *p, struct json_object *o)
 		json_object_object_add(jg, "workers", wd);
 		json_object_array_add(gens, jg);
 	}
-	json_object_object_add(o, "generations", gens);
+	json_object_object_add(o, "engines", gens);
 	json_object_object_add(o, "workers_configured",
 			       json_object_new_int((int)p->cfg->max_threads));
 	json_object_object_add(o, "workers_alive", json_object_new_int((int)alive));
@@ -1035,6 +1291,16 @@ void pool_status(const struct pool *p, struct json_object *o)
 			       json_object_new_int64((int64_t)p->st.engine_loads));
 	json_object_object_add(o, "engine_load_failures",
 			       json_object_new_int64((int64_t)p->st.load_failures));
+	json_object_object_add(o, "poison_refused",
+			       json_object_new_int64((int64_t)p->st.poison_refused));
+	json_object_object_add(o, "poisoned", poison_json(p->poison));
+	json_object_object_add(
+		o, "crashes_in_window",
+		json_object_new_int((int)crashlog_count(&p->crashes, util_now_ms())));
+	json_object_object_add(o, "respawn_backoff_ms",
+			       json_object_new_int64((int64_t)crashlog_backoff_ms(
+				       &p->crashes, util_now_ms(), p->cfg->respawn_interval,
+				       p->cfg->crash_backoff_max * 1000ULL)));
 	if (p->last_load_error[0])
 		json_object_object_add(o, "last_load_error",
 				       json_object_new_string(p->last_load_error));

@@ -52,8 +52,9 @@ struct pool_hooks {
 	void *arg;
 	/* An engine generation became active (at start-up and after reload). */
 	void (*engine_ready)(void *arg, const struct msg_engine_info *info);
-	/* Loading a generation failed; the previous one (if any) stays. */
-	void (*engine_failed)(void *arg, const char *why);
+	/* Loading a generation from dir failed (cls: why, for fault 7); the
+	 * previous one (if any) stays. */
+	void (*engine_failed)(void *arg, enum load_failure cls, const char *why, const char *dir);
 };
 
 struct pool;
@@ -66,10 +67,31 @@ struct pool *pool_new(const struct config *cfg, const struct sandbox_identity *i
 /* pool_free: free a pool after pool_shutdown (NULL ok). */
 void pool_free(struct pool *p);
 
-/* pool_load: start loading a new generation from cfg->database_dir. The
- * hooks report the outcome. Returns 0, or -EBUSY when a load is already in
- * progress, or -errno when the zygote cannot be started. */
-int pool_load(struct pool *p);
+/* pool_load: start loading a new generation from the definitions in dir.
+ * The hooks report the outcome. Returns 0, or -EBUSY when a load is already
+ * in progress, or -errno when the zygote cannot be started. */
+int pool_load(struct pool *p, const char *dir);
+
+/* pool_loading: whether a load is in progress. */
+bool pool_loading(const struct pool *p);
+
+struct faults;
+struct memlimit;
+
+/* pool_set_faults: report fault 6 (crash loop) and poisoned files to f
+ * (NULL: nowhere). Also clears fault 6 after FaultClearStableSeconds. */
+void pool_set_faults(struct pool *p, struct faults *f);
+
+/* pool_set_memlimit: engines started from now on run under m (NULL: none);
+ * its OOM counter tells an OOM kill from other deaths. */
+void pool_set_memlimit(struct pool *p, struct memlimit *m);
+
+/* pool_set_unavailable: the error jobs get while no engine is up (e.g.
+ * naming fault 7); "" or NULL for the default. */
+void pool_set_unavailable(struct pool *p, const char *why);
+
+/* pool_reset_poison: forget the poisoned files. Returns how many. */
+size_t pool_reset_poison(struct pool *p);
 
 /* pool_submit: queue job j for scanning. Always ends in exactly one call of
  * j->done (possibly before pool_submit returns, e.g. when no engine is up). */

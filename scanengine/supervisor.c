@@ -4,8 +4,12 @@
 #include "common/log.h"
 #include "common/notify.h"
 #include "common/util.h"
+#include "sandbox/memlimit.h"
 #include "sandbox/sandbox.h"
 #include "scanengine/control.h"
+#include "scanengine/faults.h"
+#include "scanengine/health.h"
+#include "scanengine/loader.h"
 #include "scanengine/pool.h"
 #include "scanengine/version.h"
 
@@ -35,6 +39,10 @@ struct supervisor {
 	struct evloop *ev;
 	struct pool *pool;
 	struct control *ctl;
+	struct faults *faults;
+	struct loader *loader;
+	struct memlimit *mem;
+	bool engine_user_valid; /* the identity the running engine was started with */
 	int sigfd;
 	struct ev_handler sigev;
 	int pidfd;
@@ -47,8 +55,7 @@ struct supervisor {
 
 	time_t start_time;
 	uint64_t start_ms;
-	uint64_t last_tick_ms, last_selfcheck_ms, last_watchdog_ms, watchdog_usec;
-	uint64_t defs_fingerprint; /* of the set being loaded or loaded */
+	uint64_t last_tick_ms, last_health_ms, last_watchdog_ms, watchdog_usec;
 	unsigned int reloads;
 };
 
@@ -65,34 +72,6 @@ static int start_fail(struct supervisor *s, const char *fmt, ...)
 	vsnprintf(s->start_error, sizeof(s->start_error), fmt, ap);
 	va_end(ap);
 	return -1;
-}
-
-/* A cheap fingerprint of the definitions directory (names, sizes, mtimes)
- * for SelfCheck: a change means someone installed new files. */
-static uint64_t defs_fingerprint(const char *dir)
-{
-	uint64_t h = 1469598103934665603ULL;
-	DIR *d = opendir(dir);
-	struct dirent *de;
-
-	if (!d)
-		return 0;
-	while ((de = readdir(d))) {
-		struct stat st;
-
-		if (de->d_name[0] == '.' || fstatat(dirfd(d), de->d_name, &st, 0) < 0)
-			continue;
-		/* order-independent: sum the per-file hashes */
-		uint64_t fh = 1099511628211ULL;
-
-		for (const char *c = de->d_name; *c; c++)
-			fh = (fh ^ (unsigned char)*c) * 1099511628211ULL;
-		fh ^= (uint64_t)st.st_size * 31 + (uint64_t)st.st_mtim.tv_sec * 1000003 +
-		      (uint64_t)st.st_mtim.tv_nsec;
-		h += fh * 2654435761ULL;
-	}
-	closedir(d);
-	return h;
 }
 
 static int check_dirs(struct supervisor *s)
@@ -114,10 +93,12 @@ static int check_dirs(struct supervisor *s)
 	r = util_mkdir_p(cfg->temp_dir, 0700);
 	if (r < 0)
 		return start_fail(s, "TemporaryDirectory %s: %s", cfg->temp_dir, strerror(-r));
-	/* Workers write scratch files here as the scan user, nobody else. */
-	if (s->id.valid && chown(cfg->temp_dir, s->id.uid, s->id.gid) < 0)
+	/* Workers write scratch files here as the scan user (or, degraded, as
+	 * root without capabilities), nobody else. */
+	if (chown(cfg->temp_dir, s->id.valid ? s->id.uid : 0, s->id.valid ? s->id.gid : 0) < 0)
 		return start_fail(s, "TemporaryDirectory %s: cannot give it to %s: %s",
-				  cfg->temp_dir, s->id.name, strerror(errno));
+				  cfg->temp_dir, s->id.valid ? s->id.name : "root",
+				  strerror(errno));
 	if (chmod(cfg->temp_dir, 0700) < 0)
 		return start_fail(s, "TemporaryDirectory %s: %s", cfg->temp_dir, strerror(errno));
 	/* Scratch directories of workers of a previous run. */
@@ -198,18 +179,49 @@ static void report_start(struct supervisor *s, const char *msg)
 
 /* ---- pool and control hooks ---------------------------------------------- */
 
-static void begin_load(struct supervisor *s, const char *why)
+/* Mark the service started: the socket accepts, the waiting parent and
+ * systemd are told. With an engine up, or in a degraded state that the
+ * faults describe (fault 7: no engine could be brought up). */
+static void service_started(struct supervisor *s, const char *warning)
 {
-	int r;
+	char line[600];
 
-	s->defs_fingerprint = defs_fingerprint(s->cfg->database_dir);
-	r = pool_load(s->pool);
-	if (r == -EBUSY)
-		log_info("%s: a definitions load is already in progress", why);
-	else if (r < 0)
-		log_error("%s: cannot start the engine: %s", why, strerror(-r));
-	else
-		log_info("%s: loading definitions", why);
+	if (s->started)
+		return;
+	s->started = true;
+	control_start(s->ctl);
+	if (warning) {
+		snprintf(line, sizeof(line), "OK %.590s", warning);
+		report_start(s, line);
+		log_error("scanengined %s started DEGRADED on %s: %s", SCANENGINE_VERSION,
+			  s->cfg->local_socket, warning);
+	} else {
+		report_start(s, "OK");
+	}
+}
+
+/* TemporaryDirectory belongs to the account the next engine runs as: the
+ * scan account (it may have been recreated with another uid), or root when
+ * it is gone (a degraded root engine has no capabilities, so it could not
+ * write into the scan account's 0700 directory). */
+static void prepare_tempdir(struct supervisor *s)
+{
+	uid_t uid = s->id.valid ? s->id.uid : 0;
+	gid_t gid = s->id.valid ? s->id.gid : 0;
+	struct stat st;
+
+	if (util_mkdir_p(s->cfg->temp_dir, 0700) < 0 || stat(s->cfg->temp_dir, &st) < 0)
+		return;
+	if ((st.st_uid != uid || st.st_gid != gid) && chown(s->cfg->temp_dir, uid, gid) < 0)
+		log_error("TemporaryDirectory %s: cannot give it to uid %u: %s", s->cfg->temp_dir,
+			  (unsigned int)uid, strerror(errno));
+}
+
+static void reload(struct supervisor *s, const char *why)
+{
+	s->engine_user_valid = s->id.valid;
+	prepare_tempdir(s);
+	loader_reload(s->loader, why);
 }
 
 static void on_engine_ready(void *arg, const struct msg_engine_info *info)
@@ -217,12 +229,11 @@ static void on_engine_ready(void *arg, const struct msg_engine_info *info)
 	struct supervisor *s = arg;
 	char st[256];
 
+	loader_engine_ready(s->loader, info);
 	snprintf(st, sizeof(st), "READY=1\nSTATUS=%u signatures, database version %u", info->sigs,
 		 info->db_version);
 	if (!s->started) {
-		s->started = true;
-		control_start(s->ctl);
-		report_start(s, "OK");
+		service_started(s, NULL);
 		log_info("scanengined %s ready on %s (libclamav %s, %u workers)",
 			 SCANENGINE_VERSION, s->cfg->local_socket, info->version,
 			 s->cfg->max_threads);
@@ -232,20 +243,82 @@ static void on_engine_ready(void *arg, const struct msg_engine_info *info)
 	notify_send(st);
 }
 
-static void on_engine_failed(void *arg, const char *why)
+static void on_engine_failed(void *arg, enum load_failure cls, const char *why, const char *dir)
 {
 	struct supervisor *s = arg;
 
-	if (!s->started && !s->stopping) {
-		start_fail(s, "%s", why);
-		s->stopping = true;
-		s->exit_status = 1;
+	loader_engine_failed(s->loader, cls, why, dir);
+	/* Up without an engine: clients are told why (fault 7) instead of
+	 * finding no socket; a rollback or retry may still bring one. */
+	if (!s->started && !pool_loading(s->pool)) {
+		char warning[600];
+
+		snprintf(warning, sizeof(warning), "fault 7 (scan service failed to start): %s",
+			 why);
+		service_started(s, warning);
+		notify_send("READY=1\nSTATUS=fault 7: no engine");
 	}
+}
+
+/* RELOAD re-reads MemoryLimit, so an operator can lift or raise it for the
+ * next load attempt; other settings need a restart. */
+static void reread_memory_limit(struct supervisor *s)
+{
+	struct config fresh = {0};
+	char err[CONFIG_ERR_MAX], merr[256];
+
+	if (!s->cfg->path || config_load(&fresh, s->cfg->path, err) < 0)
+		return;
+	if (fresh.memory_limit != s->cfg->memory_limit) {
+		log_info("MemoryLimit changed from %llu to %llu bytes",
+			 (unsigned long long)s->cfg->memory_limit,
+			 (unsigned long long)fresh.memory_limit);
+		s->cfg->memory_limit = fresh.memory_limit;
+		if (s->mem) {
+			/* lifted: effectively unlimited for what is running */
+			memlimit_set(s->mem,
+				     fresh.memory_limit ? fresh.memory_limit : (1ULL << 62));
+		} else if (fresh.memory_limit) {
+			char name[64];
+
+			snprintf(name, sizeof(name), "scanengine-%d", (int)getpid());
+			s->mem = memlimit_new(fresh.memory_limit, name, -1, merr);
+			if (!s->mem)
+				log_error("MemoryLimit: %s", merr);
+			pool_set_memlimit(s->pool, s->mem);
+			loader_set_memlimit(s->loader, s->mem);
+		}
+	}
+	config_free(&fresh);
 }
 
 static void hook_reload(void *arg)
 {
-	begin_load(arg, "RELOAD requested");
+	struct supervisor *s = arg;
+
+	reread_memory_limit(s);
+	health_check(s->cfg, &s->id, s->faults);
+	reload(s, "RELOAD requested");
+}
+
+static struct json_object *hook_faults(void *arg, bool history)
+{
+	struct supervisor *s = arg;
+
+	return history ? faults_history_json(s->faults, 200) : faults_active_json(s->faults);
+}
+
+static size_t hook_reset_poison(void *arg)
+{
+	struct supervisor *s = arg;
+	size_t n = pool_reset_poison(s->pool);
+	struct json_object *d = json_object_new_object();
+
+	json_object_object_add(d, "files", json_object_new_int64((int64_t)n));
+	faults_event(s->faults, "poison_lifted", "operator reset (scanctl faults --reset-poison)",
+		     d);
+	log_info("poisoned files reset by the operator: %zu", n);
+	return n;
 }
 
 static void hook_shutdown(void *arg)
@@ -295,6 +368,25 @@ static void hook_status(void *arg, struct json_object *o)
 		json_object_object_add(eng, "loaded", json_object_new_boolean(0));
 	}
 	json_object_object_add(o, "definitions", eng);
+	{
+		int ids[16];
+		size_t n = faults_active_ids(s->faults, ids, SE_ARRAY_SIZE(ids));
+		struct json_object *fa = json_object_new_array();
+
+		for (size_t i = 0; i < n; i++)
+			json_object_array_add(fa, json_object_new_int(ids[i]));
+		json_object_object_add(o, "faults", fa);
+	}
+	if (s->mem) {
+		json_object_object_add(o, "memory_limit_bytes",
+				       json_object_new_int64((int64_t)memlimit_bytes(s->mem)));
+		json_object_object_add(o, "memory_used_bytes",
+				       json_object_new_int64((int64_t)memlimit_usage(s->mem)));
+		json_object_object_add(
+			o, "memory_limit_mechanism",
+			json_object_new_string(memlimit_kind_name(memlimit_kind(s->mem))));
+	}
+	loader_status(s->loader, o);
 	pool_status(s->pool, o);
 }
 
@@ -323,7 +415,7 @@ static void signal_event(struct ev_handler *h, uint32_t revents)
 				log_info("SIGHUP: log file reopened");
 			break;
 		case SIGUSR2:
-			begin_load(s, "SIGUSR2");
+			reload(s, "SIGUSR2");
 			break;
 		default:
 			break;
@@ -367,11 +459,13 @@ static void tick(struct supervisor *s)
 		s->last_watchdog_ms = now;
 		notify_send("WATCHDOG=1");
 	}
-	if (s->started && s->cfg->self_check &&
-	    now - s->last_selfcheck_ms >= s->cfg->self_check * 1000ULL) {
-		s->last_selfcheck_ms = now;
-		if (defs_fingerprint(s->cfg->database_dir) != s->defs_fingerprint)
-			begin_load(s, "SelfCheck: definitions changed");
+	loader_tick(s->loader);
+	if (now - s->last_health_ms >= s->cfg->health_check_interval * 1000ULL) {
+		s->last_health_ms = now;
+		health_check(s->cfg, &s->id, s->faults);
+		/* the engine runs as the account that existed when it started */
+		if (s->id.valid != s->engine_user_valid)
+			reload(s, s->id.valid ? "scan user is back" : "scan user is gone");
 	}
 }
 
@@ -393,6 +487,7 @@ static int resolve_identities(struct supervisor *s)
 {
 	int r = sandbox_lookup_user(s->cfg->user, &s->id);
 
+	s->engine_user_valid = s->id.valid;
 	if (r == -ENOENT)
 		log_warn("scan user '%s' does not exist: the engine and scan workers run as ROOT "
 			 "(degraded). Create the account (make install does: useradd --system "
@@ -416,8 +511,14 @@ int supervisor_run(struct config *cfg, int ready_fd)
 	struct supervisor s = {.cfg = cfg, .sigfd = -1, .pidfd = -1, .ready_fd = ready_fd};
 	struct pool_hooks ph = {
 		.arg = &s, .engine_ready = on_engine_ready, .engine_failed = on_engine_failed};
-	struct control_hooks ch = {
-		.arg = &s, .reload = hook_reload, .shutdown = hook_shutdown, .status = hook_status};
+	struct control_hooks ch = {.arg = &s,
+				   .reload = hook_reload,
+				   .shutdown = hook_shutdown,
+				   .status = hook_status,
+				   .faults = hook_faults,
+				   .reset_poison = hook_reset_poison};
+	struct faults_options fo = {0};
+	char state_file[4200];
 	char err[512];
 	int r;
 
@@ -435,20 +536,58 @@ int supervisor_run(struct config *cfg, int ready_fd)
 		start_fail(&s, "cannot set up the event loop: %s", strerror(errno));
 		goto out;
 	}
+	snprintf(state_file, sizeof(state_file), "%s/faults.json", cfg->state_dir);
+	fo.state_file = state_file;
+	fo.event_log = cfg->fault_event_log;
+	fo.to_syslog = cfg->log_syslog;
+	s.faults = faults_open(&fo, err);
+	if (!s.faults) {
+		start_fail(&s, "faults: %s", err);
+		goto out;
+	}
+	if (err[0])
+		log_warn("faults: %s", err);
+	if (cfg->memory_limit) {
+		char name[64];
+
+		snprintf(name, sizeof(name), "scanengine-%d", (int)getpid());
+		s.mem = memlimit_new(cfg->memory_limit, name, -1, err);
+		if (!s.mem) {
+			start_fail(&s, "MemoryLimit: %s", err);
+			goto out;
+		}
+		log_info("MemoryLimit %llu bytes for the engine processes (%s)",
+			 (unsigned long long)cfg->memory_limit,
+			 memlimit_kind_name(memlimit_kind(s.mem)));
+	}
 	s.pool = pool_new(cfg, &s.id, s.ev, &ph);
 	s.ctl = s.pool ? control_new(cfg, s.ev, s.pool, s.admin_gid, &ch) : NULL;
 	if (!s.ctl) {
 		start_fail(&s, "out of memory");
 		goto out;
 	}
+	pool_set_faults(s.pool, s.faults);
+	pool_set_memlimit(s.pool, s.mem);
 	r = control_listen(s.ctl, err);
 	if (r < 0) {
 		start_fail(&s, "%s", err);
 		goto out;
 	}
+	s.loader = loader_new(cfg, &s.id, s.pool, s.faults, err);
+	if (!s.loader) {
+		start_fail(&s, "%s", err);
+		goto out;
+	}
+	loader_set_memlimit(s.loader, s.mem);
+	health_check(cfg, &s.id, s.faults);
+	s.engine_user_valid = s.id.valid;
+	s.last_health_ms = util_now_ms();
 	s.watchdog_usec = notify_watchdog_usec();
-	begin_load(&s, "start-up");
-	s.last_selfcheck_ms = util_now_ms();
+	r = loader_start(s.loader, err);
+	if (r < 0) {
+		start_fail(&s, "%s", err);
+		goto out;
+	}
 
 	while (!s.stopping) {
 		r = evloop_run_once(s.ev, TICK_MS);
@@ -474,7 +613,10 @@ out:
 	if (s.ctl)
 		control_close(s.ctl);
 	control_free(s.ctl);
+	loader_free(s.loader);
 	pool_free(s.pool);
+	memlimit_free(s.mem);
+	faults_close(s.faults);
 	if (s.sigfd >= 0) {
 		evloop_del(s.ev, &s.sigev);
 		util_close(&s.sigfd);

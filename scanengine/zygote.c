@@ -89,10 +89,24 @@ static const struct ipc_handler zygote_handlers[] = {
 	{MSG_ZY_SPAWN, 0, 0, IPC_FD_REQUIRED, 0, on_spawn},
 };
 
-void zygote_main(const struct config *cfg, const struct sandbox_identity *id, int sock)
+static enum load_failure classify(int eno)
+{
+	switch (eno) {
+	case ENOMEM:
+		return LOAD_FAIL_MEMORY;
+	case EINVAL:
+		return LOAD_FAIL_DEFS;
+	default:
+		return LOAD_FAIL_OTHER;
+	}
+}
+
+void zygote_main(const struct config *cfg, const struct sandbox_identity *id, const char *dbdir,
+		 int sock)
 {
 	struct zygote_ctx z = {.cfg = cfg, .sock = sock};
 	struct msg_engine_info info;
+	struct msg_load_failed lf = {.cls = LOAD_FAIL_OTHER};
 	static struct ipc_msg msg;
 	char err[512];
 	int r;
@@ -107,15 +121,19 @@ void zygote_main(const struct config *cfg, const struct sandbox_identity *id, in
 
 	r = sandbox_drop_privileges(id);
 	if (r < 0) {
+		lf.eno = -r;
 		snprintf(err, sizeof(err), "cannot drop privileges to %s: %s",
 			 id && id->valid ? id->name : "(none)", strerror(-r));
 		goto fail;
 	}
 	if (engine_global_init(err) < 0)
 		goto fail;
-	z.engine = engine_load(cfg, cfg->temp_dir, &info, err);
-	if (!z.engine)
+	z.engine = engine_load(cfg, dbdir, cfg->temp_dir, &info, err);
+	if (!z.engine) {
+		lf.eno = errno;
+		lf.cls = classify(errno);
 		goto fail;
+	}
 	/* a set whose signatures match a line of plain text matches everything */
 	if (engine_warm_up(z.engine) < 0) {
 		snprintf(err, sizeof(err),
@@ -140,6 +158,7 @@ void zygote_main(const struct config *cfg, const struct sandbox_identity *id, in
 	}
 
 fail:
-	ipc_send(sock, MSG_ZY_FAILED, 0, err, strlen(err) + 1, -1);
+	util_strlcpy(lf.text, err, sizeof(lf.text));
+	ipc_send(sock, MSG_ZY_FAILED, 0, &lf, sizeof(lf), -1);
 	_exit(1);
 }

@@ -13,10 +13,10 @@
 #include "common/config.h"
 #include "sandbox/sandbox.h"
 
-/* zygote_main: body of the zygote child; sock is its end of the
- * supervisor's socketpair, every other descriptor must already be closed.
- * Never returns. */
-void zygote_main(const struct config *cfg, const struct sandbox_identity *id, int sock)
-	__attribute__((noreturn));
+/* zygote_main: body of the zygote child: load the definitions in dbdir.
+ * sock is its end of the supervisor's socketpair, every other descriptor
+ * must already be closed. Never returns. */
+void zygote_main(const struct config *cfg, const struct sandbox_identity *id, const char *dbdir,
+		 int sock) __attribute__((noreturn));
 
 #endif

@@ -197,16 +197,40 @@ class Daemon:
 
     def worker_pids(self):
         st = self.status()
-        for g in st["generations"]:
+        for g in st["engines"]:
             if g["state"] == "active":
                 return list(g["worker_pids"])
         return []
 
     def engine_pid(self):
-        for g in self.status()["generations"]:
+        for g in self.status()["engines"]:
             if g["state"] == "active":
                 return g["engine_pid"]
         return None
+
+    def faults(self):
+        """The active faults, as `scanctl faults --json` shows them."""
+        r = self.scanctl("--json", "faults", check=0)
+        return json.loads(r.stdout)
+
+    def fault_ids(self):
+        return [f["id"] for f in self.faults()]
+
+    def events(self, kind=None, fault=None):
+        """The event log, parsed; optionally only one event type or fault."""
+        out = []
+        try:
+            with open(os.path.join(self.state, "events.log")) as fh:
+                for line in fh:
+                    e = json.loads(line)
+                    if kind and e.get("event") != kind:
+                        continue
+                    if fault and e.get("id") != fault:
+                        continue
+                    out.append(e)
+        except FileNotFoundError:
+            pass
+        return out
 
     def wait_for(self, predicate, timeout=10, what="condition"):
         deadline = time.time() + timeout * SLOW

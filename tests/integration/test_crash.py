@@ -121,8 +121,11 @@ class CrashContainmentTest(unittest.TestCase):
                      (cls.slow, b"OK"), (cls.clean, b"OK")]
 
     def setUp(self):
+        # Poisoning (tested in test_faults) would stop the slow file from
+        # being scanned after two kills; here every kill must be survived.
         self.daemon = Daemon(conf={"MaxScanTime": str(int(4000 * SLOW)),
-                                   "WorkerRespawnInterval": "100"}, workers=2).start()
+                                   "WorkerRespawnInterval": "100", "CrashBackoffMax": "1",
+                                   "PoisonThreshold": "1000"}, workers=2).start()
 
     def tearDown(self):
         try:
@@ -133,7 +136,7 @@ class CrashContainmentTest(unittest.TestCase):
     def busy_worker(self):
         """pid of a worker scanning right now (the slow file)."""
         def find():
-            for g in self.daemon.status()["generations"]:
+            for g in self.daemon.status()["engines"]:
                 if g["state"] != "active":
                     continue
                 for w in g["workers"]:
@@ -198,7 +201,7 @@ class CrashContainmentTest(unittest.TestCase):
         def killer():
             while not stop.is_set():
                 try:
-                    for g in self.daemon.status()["generations"]:
+                    for g in self.daemon.status()["engines"]:
                         for w in g["workers"]:
                             if w["state"] == "busy" and w.get("scanning", "").endswith("slow.bin"):
                                 os.kill(w["pid"], signal.SIGSEGV)
@@ -213,30 +216,41 @@ class CrashContainmentTest(unittest.TestCase):
         finally:
             stop.set()
             t.join()
-        self.assertRegex(reply.decode(), r"^%s: Scanner crashed: scanner killed by signal 11 .* on each "
-                                         r"of 2 attempts ERROR$" % re.escape(self.slow))
+        self.assertEqual(reply, self.slow.encode() + b": Scanner.Crashed ERROR")
+        self.assertIn("worker", self.daemon.read_log())
+        self.assertRegex(self.daemon.read_log(), r"killed by signal 11 .* while scanning %s" %
+                         re.escape(self.slow))
         self.assertEqual(one_reply(self.daemon.command(b"zSCAN " + self.eicar.encode() + b"\0")),
                          self.eicar.encode() + b": Eicar-Test-Signature.UNOFFICIAL FOUND")
 
-    def test_respawn_is_throttled(self):
-        """A worker that dies at once every time cannot make the
-        supervisor fork in a tight loop."""
+    def test_respawn_backs_off_while_crashing(self):
+        """A worker that dies as soon as it starts cannot make the
+        supervisor fork in a tight loop: respawns wait WorkerRespawnInterval,
+        then twice as long after each crash in the window."""
         self.daemon.stop()
         self.daemon.cleanup()
-        self.daemon = Daemon(conf={"WorkerRespawnInterval": "500"}, workers=1).start()
+        self.daemon = Daemon(conf={"WorkerRespawnInterval": "200", "CrashLoopWindow": "60",
+                                   "CrashBackoffMax": "30"}, workers=1).start()
+        births = []
+        seen = set()
         t0 = time.time()
-        deaths = 0
-        while time.time() - t0 < 3:
+        while time.time() - t0 < 5 * SLOW and len(births) < 5:
             pids = self.daemon.worker_pids()
-            if pids:
+            if pids and pids[0] not in seen:
+                seen.add(pids[0])
+                births.append(time.time())
                 os.kill(pids[0], signal.SIGKILL)
-                deaths += 1
-            time.sleep(0.02)
+            time.sleep(0.01)
+        gaps = [b - a for a, b in zip(births, births[1:])]
+        # 0.2 s, 0.4 s, 0.8 s, 1.6 s ... (plus the fork itself)
+        self.assertGreaterEqual(len(gaps), 3, gaps)
+        for k, g in enumerate(gaps):
+            self.assertGreaterEqual(g, 0.2 * 2 ** k * 0.9, gaps)
         st = self.daemon.status()
-        # at most one respawn per 500 ms over ~3 s
-        self.assertLessEqual(st["worker_respawns"], 3 / 0.5 + 2)
-        self.assertGreaterEqual(st["worker_respawns"], 3)
-        self.assertEqual(one_reply(self.daemon.command(b"zSCAN " + self.clean.encode() + b"\0", timeout=30)),
+        self.assertGreaterEqual(st["respawn_backoff_ms"], 800)
+        # scanning resumes once a worker stays up
+        self.assertEqual(one_reply(self.daemon.command(b"zSCAN " + self.clean.encode() + b"\0",
+                                                       timeout=60)),
                          self.clean.encode() + b": OK")
 
 

@@ -33,6 +33,8 @@ SIG = b"Eicar-Test-Signature.UNOFFICIAL"
 FRAMES = ((b"z", b"\0"), (b"n", b"\n"), (b"", b"\n"))  # prefix, reply terminator
 CLAMD_COMMANDS = (b"SCAN QUIT RELOAD PING CONTSCAN VERSIONCOMMANDS VERSION END SHUTDOWN "
                   b"MULTISCAN FILDES STATS IDSESSION INSTREAM DETSTATSCLEAR DETSTATS ALLMATCHSCAN")
+# scanengine admin extensions, listed after clamd's own
+EXTENSIONS = b" STATUS FAULTS FAULTHISTORY RESETPOISON"
 STATS_RE = re.compile(
     rb"POOLS: 1\n\nSTATE: VALID PRIMARY\n"
     rb"THREADS: live (\d+)  idle (\d+) max (\d+) idle-timeout (\d+)\n"
@@ -191,7 +193,7 @@ class ProtocolTest(DaemonTestCase):
         for prefix, term in FRAMES[:2]:
             # scanengined lists its admin extension after clamd's commands
             self.assertEqual(self.cmd(prefix + b"VERSIONCOMMANDS" + term),
-                             VERSION + b"| COMMANDS: " + CLAMD_COMMANDS + b" STATUS" + term)
+                             VERSION + b"| COMMANDS: " + CLAMD_COMMANDS + EXTENSIONS + term)
         self.assertEqual(self.cmd(b"VERSIONCOMMANDS\n"), b"UNKNOWN COMMAND\n")
 
     def test_reload_every_framing(self):
@@ -201,7 +203,7 @@ class ProtocolTest(DaemonTestCase):
                 self.assertEqual(self.cmd(prefix + b"RELOAD" + term), b"RELOADING" + term)
                 self.daemon.wait_for(lambda: self.daemon.status()["engine_loads"] > loads,
                                      timeout=30, what="the reload")
-                self.daemon.wait_for(lambda: len(self.daemon.status()["generations"]) == 1,
+                self.daemon.wait_for(lambda: len(self.daemon.status()["engines"]) == 1,
                                      timeout=30, what="the old generation to retire")
                 loads = self.daemon.status()["engine_loads"]
         self.assertEqual(self.cmd(b"zSCAN " + self.eicar + b"\0"), self.found(self.eicar))
@@ -555,7 +557,7 @@ class ProtocolTest(DaemonTestCase):
         self.assertEqual(got[4], self.clean + b": OK")
         self.assertEqual(got[5], b"stream: " + SIG + b" FOUND")
         self.assertIsNotNone(STATS_RE.fullmatch(got[6]), got[6])
-        self.assertEqual(got[7], VERSION + b"| COMMANDS: " + CLAMD_COMMANDS + b" STATUS")
+        self.assertEqual(got[7], VERSION + b"| COMMANDS: " + CLAMD_COMMANDS + EXTENSIONS)
         self.assertEqual(FD_REPLY.fullmatch(got[8]).group(1), SIG + b" FOUND")
         self.assertEqual(got[9], self.inf + b"/../missing: " + NOENT)
 
@@ -727,7 +729,7 @@ class LoadTest(DaemonTestCase):
             self.assertEqual(self.daemon.command(b"zRELOAD\0"), b"RELOADING\0")
             self.daemon.wait_for(lambda: self.daemon.status()["engine_loads"] == loads + 1,
                                  timeout=30, what="the reload")
-            self.daemon.wait_for(lambda: len(self.daemon.status()["generations"]) == 1,
+            self.daemon.wait_for(lambda: len(self.daemon.status()["engines"]) == 1,
                                  timeout=30, what="the old generation to retire")
             # every idle connection is still served, by the new engine
             for i, s in enumerate(idle):

@@ -41,7 +41,7 @@ class ReloadTest(unittest.TestCase):
 
     def wait_generation(self, n):
         self.daemon.wait_for(lambda: self.daemon.status()["engine_loads"] >= n and
-                             len(self.daemon.status()["generations"]) == 1,
+                             len(self.daemon.status()["engines"]) == 1,
                              timeout=30, what="generation %d to take over alone" % n)
 
     def test_reload_picks_up_new_signatures_without_failed_requests(self):
@@ -79,7 +79,7 @@ class ReloadTest(unittest.TestCase):
         self.assertEqual(self.scan(self.marker),
                          self.marker.encode() + b": Scanengine.Test.Marker.UNOFFICIAL FOUND\0")
         self.assertEqual(self.daemon.status()["definitions"]["signatures"], 3)
-        self.assertIn("generation 1 retired", self.daemon.read_log())
+        self.assertIn("engine 1 retired", self.daemon.read_log())
 
     def test_sigusr2_reloads(self):
         self.add_marker_signature()
@@ -88,19 +88,27 @@ class ReloadTest(unittest.TestCase):
         self.assertIn(b"FOUND", self.scan(self.marker))
 
     def test_bad_definitions_keep_the_active_set(self):
+        """A set that does not load is quarantined (fault 7 raised and
+        cleared, see test_faults); the set that was active stays, and
+        scanning never stops."""
         with open(os.path.join(self.daemon.defs, "broken.ndb"), "w") as fh:
             fh.write("not a signature line\n")
         self.assertEqual(self.daemon.command(b"zRELOAD\0"), b"RELOADING\0")
         self.daemon.wait_for(lambda: self.daemon.status()["engine_load_failures"] == 1,
                              timeout=30, what="the failed load")
-        st = self.daemon.status()
-        self.assertEqual(st["engine_loads"], 1)
-        self.assertIn("cannot load definitions", st["last_load_error"])
         self.assertIn("the previous definitions stay active", self.daemon.read_log())
-        # still scanning with the old engine
         self.assertEqual(self.scan(self.eicar),
                          self.eicar.encode() + b": Eicar-Test-Signature.UNOFFICIAL FOUND\0")
+        self.daemon.wait_for(lambda: self.daemon.events("clear", 7), timeout=30,
+                             what="fault 7 cleared after the rollback")
+        st = self.daemon.status()
+        self.assertIn("cannot load definitions", st["last_load_error"] if "last_load_error" in st
+                      else self.daemon.events("raise", 7)[0]["reason"])
+        self.assertEqual(st["definitions_generation"], 1)
+        self.assertEqual(st["definitions"]["signatures"], 2)
         self.assertEqual(st["workers_alive"], 2)
+        self.assertEqual(self.scan(self.eicar),
+                         self.eicar.encode() + b": Eicar-Test-Signature.UNOFFICIAL FOUND\0")
 
     def test_selfcheck_notices_changed_definitions(self):
         self.daemon.stop()

@@ -104,17 +104,32 @@ class StartupFailureTest(unittest.TestCase):
         r = self.start_daemonized()
         self.assert_failed_cleanly(r, 1, bad, "Permission denied")
 
-    def test_malformed_definitions(self):
+    def test_malformed_definitions_start_degraded(self):
+        """Definitions that do not load are no configuration error: the
+        service comes up, says so in one line, and reports fault 7 (see
+        test_faults for the whole story)."""
         with open(os.path.join(self.d.defs, "broken.ndb"), "w") as fh:
             fh.write("this is not a signature\n")
         r = self.start_daemonized()
-        self.assert_failed_cleanly(r, 1, "cannot load definitions", self.d.defs)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        lines = r.stderr.strip().splitlines()
+        self.assertEqual(len(lines), 1, r.stderr)
+        self.assertIn("fault 7", lines[0])
+        self.assertIn("broken.ndb", lines[0])
+        with open(self.d.pidfile) as fh:
+            pid = int(fh.read())
+        self.assertEqual(self.d.command(b"zPING\0"), b"PONG\0")
+        os.kill(pid, 15)
+        deadline = time.time() + 20 * SLOW
+        while os.path.exists("/proc/%d" % pid) and time.time() < deadline:
+            time.sleep(0.05)
+        self.assertFalse(os.path.exists(self.d.sock))
 
     def test_empty_definitions_directory(self):
         empty = make_defs(os.path.join(self.d.dir, "empty"), files=[], ndb_eicar=False)
         self.d.conf["DatabaseDirectory"] = empty
         r = self.start_daemonized()
-        self.assert_failed_cleanly(r, 1, "no signatures found in", empty)
+        self.assert_failed_cleanly(r, 1, empty, "no regular files")
 
     def test_socket_in_use_by_another_process(self):
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -208,7 +208,7 @@ static void load_std(struct fx *fx, struct msg_engine_info *info)
 	db_add_hdb(fx);
 	db_add(fx, "eicar.ndb", EICAR_NDB);
 	make_cfg(fx, fx->db);
-	fx->e = engine_load(&fx->cfg, fx->tmp, info, err);
+	fx->e = engine_load(&fx->cfg, fx->cfg.database_dir, fx->tmp, info, err);
 	if (!fx->e)
 		fail_msg("engine_load: %s", err);
 }
@@ -382,7 +382,7 @@ static void test_scan_zip(void **state)
 
 	engine_free(fx->e);
 	fx->cfg.scan_archive = false;
-	fx->e = engine_load(&fx->cfg, fx->tmp, &info, err);
+	fx->e = engine_load(&fx->cfg, fx->cfg.database_dir, fx->tmp, &info, err);
 	assert_non_null(fx->e);
 	scan_path(fx->e, TESTFILES "/clam.zip", false, &r);
 	assert_int_equal(r.verdict, VERDICT_CLEAN);
@@ -403,7 +403,7 @@ static void test_tmpdir(void **state)
 	db_add_hdb(fx);
 	make_cfg(fx, fx->db);
 	fx->cfg.leave_temporary_files = true;
-	fx->e = engine_load(&fx->cfg, fx->tmp, &info, err);
+	fx->e = engine_load(&fx->cfg, fx->cfg.database_dir, fx->tmp, &info, err);
 	assert_non_null(fx->e);
 	scan_path(fx->e, TESTFILES "/clam.zip", false, &r);
 	assert_int_equal(r.verdict, VERDICT_VIRUS);
@@ -430,7 +430,7 @@ static void test_allmatch(void **state)
 	db_add_hdb(fx);
 	db_add(fx, "eicar.ndb", EICAR_NDB SECOND_NDB);
 	make_cfg(fx, fx->db);
-	fx->e = engine_load(&fx->cfg, fx->tmp, &info, err);
+	fx->e = engine_load(&fx->cfg, fx->cfg.database_dir, fx->tmp, &info, err);
 	assert_non_null(fx->e);
 	assert_int_equal(info.sigs, 3);
 
@@ -466,7 +466,7 @@ static void test_allmatch_hash_and_body(void **state)
 	db_add_hdb(fx);
 	db_add(fx, "head.ndb", "ClamExe-Head:0:0:" CLAM_EXE_HEAD_HEX "\n");
 	make_cfg(fx, fx->db);
-	fx->e = engine_load(&fx->cfg, fx->tmp, &info, err);
+	fx->e = engine_load(&fx->cfg, fx->cfg.database_dir, fx->tmp, &info, err);
 	assert_non_null(fx->e);
 	scan_path(fx->e, TESTFILES "/clam.exe", true, &r);
 	assert_int_equal(r.verdict, VERDICT_VIRUS);
@@ -497,7 +497,7 @@ static void test_allmatch_many_and_long(void **state)
 	db_add(fx, "many.ndb", text);
 	free(text);
 	make_cfg(fx, fx->db);
-	fx->e = engine_load(&fx->cfg, fx->tmp, &info, err);
+	fx->e = engine_load(&fx->cfg, fx->cfg.database_dir, fx->tmp, &info, err);
 	assert_non_null(fx->e);
 	assert_int_equal(info.sigs, MSG_RESULT_MAX_NAMES + 6);
 	scan_path(fx->e, fx->eicar, true, &r);
@@ -517,7 +517,7 @@ static void test_allmatch_many_and_long(void **state)
 	longname[200] = '\0';
 	snprintf(line, sizeof(line), "%s:0:*:%s\n", longname, EICAR_HEX);
 	db_add(fx, "long.ndb", line);
-	fx->e = engine_load(&fx->cfg, fx->tmp, &info, err);
+	fx->e = engine_load(&fx->cfg, fx->cfg.database_dir, fx->tmp, &info, err);
 	assert_non_null(fx->e);
 	scan_path(fx->e, fx->eicar, false, &r);
 	assert_int_equal(r.verdict, VERDICT_VIRUS);
@@ -539,14 +539,14 @@ static void test_limits(void **state)
 	make_cfg(fx, fx->db);
 	fx->cfg.max_file_size = 10;
 	fx->cfg.alert_exceeds_max = false;
-	fx->e = engine_load(&fx->cfg, fx->tmp, &info, err);
+	fx->e = engine_load(&fx->cfg, fx->cfg.database_dir, fx->tmp, &info, err);
 	assert_non_null(fx->e);
 	scan_path(fx->e, fx->eicar, false, &r);
 	assert_int_equal(r.verdict, VERDICT_CLEAN);
 	engine_free(fx->e);
 
 	fx->cfg.alert_exceeds_max = true;
-	fx->e = engine_load(&fx->cfg, fx->tmp, &info, err);
+	fx->e = engine_load(&fx->cfg, fx->cfg.database_dir, fx->tmp, &info, err);
 	assert_non_null(fx->e);
 	scan_path(fx->e, fx->eicar, false, &r);
 	assert_int_equal(r.verdict, VERDICT_VIRUS);
@@ -564,7 +564,7 @@ static void test_two_engines(void **state)
 	char err[512];
 
 	load_std(fx, &info);
-	other = engine_load(&fx->cfg, fx->tmp, &info, err);
+	other = engine_load(&fx->cfg, fx->cfg.database_dir, fx->tmp, &info, err);
 	assert_non_null(other);
 	engine_free(fx->e);
 	fx->e = NULL;
@@ -649,7 +649,7 @@ static struct engine *load_dir(struct fx *fx, const char *dir, char *err, int *e
 	make_cfg(fx, dir);
 	err[0] = '\0';
 	errno = 0;
-	e = engine_load(&fx->cfg, fx->tmp, &info, err);
+	e = engine_load(&fx->cfg, fx->cfg.database_dir, fx->tmp, &info, err);
 	*eno = errno;
 	return e;
 }
@@ -797,14 +797,14 @@ static void test_load_unreadable(void **state)
 		    setresuid(NOBODY_ID, NOBODY_ID, NOBODY_ID) < 0)
 			_exit(2);
 		errno = 0;
-		e = engine_load(&fx->cfg, NULL, &info, cr.err[0]);
+		e = engine_load(&fx->cfg, fx->cfg.database_dir, NULL, &info, cr.err[0]);
 		cr.loaded[0] = e != NULL;
 		cr.eno[0] = errno;
 		engine_free(e);
 		free(fx->cfg.database_dir);
 		fx->cfg.database_dir = locked;
 		errno = 0;
-		e = engine_load(&fx->cfg, NULL, &info, cr.err[1]);
+		e = engine_load(&fx->cfg, fx->cfg.database_dir, NULL, &info, cr.err[1]);
 		cr.loaded[1] = e != NULL;
 		cr.eno[1] = errno;
 		engine_free(e);

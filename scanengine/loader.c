@@ -1,0 +1,616 @@
+/* loader: which definitions the engine loads, and fault 7 (see loader.h). */
+#include "scanengine/loader.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "defs/store.h"
+#include "sandbox/memlimit.h"
+#include "scanengine/faults.h"
+#include "scanengine/pool.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <json-c/json.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define RETRY_MAX_MS 300000ULL /* back-off ceiling; the first is LoadRetryInterval */
+#define MAX_GOOD     64	       /* generations remembered as having loaded */
+
+struct loader {
+	const struct config *cfg;
+	const struct sandbox_identity *id;
+	struct pool *pool;
+	struct faults *faults;
+	struct memlimit *mem;
+	struct defs_store *store;
+	char state_path[PATH_MAX];
+
+	unsigned int loading_gen; /* generation being loaded, 0: none */
+	unsigned int active_gen;  /* generation of the engine that is up */
+
+	/* persisted in <StateDirectory>/loader.json */
+	char source_fp[24];	     /* DatabaseDirectory as last imported */
+	unsigned int good[MAX_GOOD]; /* generations that loaded at least once */
+	unsigned int ngood;
+	uint64_t last_rss_kb, last_bytes; /* the last successful load */
+
+	unsigned int attempts; /* failed loads since the last success */
+	uint64_t retry_at_ms;  /* 0: no retry scheduled */
+	uint64_t last_selfcheck_ms;
+};
+
+/* ---- persisted state ------------------------------------------------------ */
+
+static void state_load(struct loader *l)
+{
+	struct json_object *o = json_object_from_file(l->state_path), *v;
+
+	if (!o)
+		return;
+	if (json_object_object_get_ex(o, "source_fingerprint", &v))
+		util_strlcpy(l->source_fp, json_object_get_string(v), sizeof(l->source_fp));
+	if (json_object_object_get_ex(o, "good_generations", &v) &&
+	    json_object_is_type(v, json_type_array))
+		for (size_t i = 0; i < json_object_array_length(v) && l->ngood < MAX_GOOD; i++)
+			l->good[l->ngood++] =
+				(unsigned int)json_object_get_int(json_object_array_get_idx(v, i));
+	if (json_object_object_get_ex(o, "last_rss_kb", &v))
+		l->last_rss_kb = (uint64_t)json_object_get_int64(v);
+	if (json_object_object_get_ex(o, "last_bytes", &v))
+		l->last_bytes = (uint64_t)json_object_get_int64(v);
+	json_object_put(o);
+}
+
+static void state_save(struct loader *l)
+{
+	struct json_object *o = json_object_new_object(), *good = json_object_new_array();
+	char tmp[PATH_MAX + 8];
+
+	for (unsigned int i = 0; i < l->ngood; i++)
+		json_object_array_add(good, json_object_new_int((int)l->good[i]));
+	json_object_object_add(o, "source_fingerprint", json_object_new_string(l->source_fp));
+	json_object_object_add(o, "good_generations", good);
+	json_object_object_add(o, "last_rss_kb", json_object_new_int64((int64_t)l->last_rss_kb));
+	json_object_object_add(o, "last_bytes", json_object_new_int64((int64_t)l->last_bytes));
+	snprintf(tmp, sizeof(tmp), "%s.tmp", l->state_path);
+	/* transaction point: the rename; a crash before it leaves the old state */
+	if (json_object_to_file_ext(tmp, o, JSON_C_TO_STRING_PRETTY) < 0 ||
+	    rename(tmp, l->state_path) < 0)
+		log_error("cannot save %s: %s", l->state_path, strerror(errno));
+	json_object_put(o);
+}
+
+static bool is_good(const struct loader *l, unsigned int gen)
+{
+	for (unsigned int i = 0; i < l->ngood; i++)
+		if (l->good[i] == gen)
+			return true;
+	return false;
+}
+
+static void mark_good(struct loader *l, unsigned int gen)
+{
+	if (is_good(l, gen))
+		return;
+	if (l->ngood == MAX_GOOD) {
+		memmove(l->good, l->good + 1, (MAX_GOOD - 1) * sizeof(l->good[0]));
+		l->ngood--;
+	}
+	l->good[l->ngood++] = gen;
+}
+
+/* ---- DatabaseDirectory --------------------------------------------------- */
+
+/* A cheap fingerprint (names, sizes, mtimes) of DatabaseDirectory: a change
+ * means someone put new definitions there. The store fingerprints content. */
+static void source_fingerprint(const char *dir, char out[24])
+{
+	uint64_t h = 1469598103934665603ULL;
+	DIR *d = opendir(dir);
+	struct dirent *de;
+
+	snprintf(out, 24, "none");
+	if (!d)
+		return;
+	while ((de = readdir(d))) {
+		struct stat st;
+		uint64_t fh = 1099511628211ULL;
+
+		if (de->d_name[0] == '.' || fstatat(dirfd(d), de->d_name, &st, 0) < 0)
+			continue;
+		for (const char *c = de->d_name; *c; c++)
+			fh = (fh ^ (unsigned char)*c) * 1099511628211ULL;
+		fh ^= (uint64_t)st.st_size * 31 + (uint64_t)st.st_mtim.tv_sec * 1000003 +
+		      (uint64_t)st.st_mtim.tv_nsec;
+		h += fh * 2654435761ULL; /* order-independent */
+	}
+	closedir(d);
+	snprintf(out, 24, "%016llx", (unsigned long long)h);
+}
+
+/* The engine reads definitions as the scan user: a file that user cannot
+ * read is named now, as a start-up error, rather than found by libclamav.
+ * Checked in a child that becomes the scan user. */
+static int check_readable_as_scan_user(struct loader *l, char *err)
+{
+	int pfd[2], status, ret = 0;
+	char msg[512] = "";
+	pid_t pid;
+	ssize_t n;
+
+	if (!l->id->valid)
+		return 0;
+	if (pipe2(pfd, O_CLOEXEC) < 0)
+		return -errno;
+	pid = fork();
+	if (pid < 0) {
+		ret = -errno;
+		close(pfd[0]);
+		close(pfd[1]);
+		return ret;
+	}
+	if (pid == 0) {
+		DIR *d;
+		struct dirent *de;
+
+		close(pfd[0]);
+		if (setgroups(1, &l->id->gid) < 0 || setgid(l->id->gid) < 0 ||
+		    setuid(l->id->uid) < 0)
+			_exit(0); /* cannot check; the engine will tell */
+		d = opendir(l->cfg->database_dir);
+		if (!d) {
+			dprintf(pfd[1], "%d\tDatabaseDirectory %s", errno, l->cfg->database_dir);
+			_exit(1);
+		}
+		while ((de = readdir(d))) {
+			int fd;
+
+			if (de->d_name[0] == '.')
+				continue;
+			fd = openat(dirfd(d), de->d_name, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+			if (fd < 0) {
+				dprintf(pfd[1], "%d\tdefinitions file %s/%s", errno,
+					l->cfg->database_dir, de->d_name);
+				_exit(1);
+			}
+			close(fd);
+		}
+		_exit(0);
+	}
+	close(pfd[1]);
+	n = read(pfd[0], msg, sizeof(msg) - 1);
+	close(pfd[0]);
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	if (n > 0) {
+		char *tab;
+		int e;
+
+		msg[n] = '\0';
+		tab = strchr(msg, '\t');
+		e = atoi(msg);
+		snprintf(err, 512, "cannot read %.400s as %.32s: %s", tab ? tab + 1 : msg,
+			 l->id->name, strerror(e));
+		ret = -(e ? e : EACCES);
+	}
+	return ret;
+}
+
+/* Bring in DatabaseDirectory if it changed since it was last imported.
+ * Returns 1 when a new generation was activated, 0 when nothing changed,
+ * -errno with err when the files cannot be taken. */
+static int sync_source(struct loader *l, char *err)
+{
+	char fp[24], fingerprint[DEFS_FINGERPRINT_LEN + 1], qpath[PATH_MAX];
+	unsigned int gen;
+	int r;
+
+	source_fingerprint(l->cfg->database_dir, fp);
+	if (!strcmp(fp, l->source_fp) && defs_store_current(l->store))
+		return 0;
+	r = check_readable_as_scan_user(l, err);
+	if (r < 0)
+		return r;
+	r = defs_store_import_dir(l->store, l->cfg->database_dir, &gen, err);
+	if (r < 0)
+		return r;
+	/* Remembered either way: the same files are not imported again. */
+	util_strlcpy(l->source_fp, fp, sizeof(l->source_fp));
+	if (defs_store_fingerprint(l->store, gen, fingerprint) == 0 &&
+	    defs_store_find_quarantined(l->store, fingerprint, qpath, sizeof(qpath))) {
+		char path[PATH_MAX], msg[PATH_MAX + 128];
+		struct json_object *d = json_object_new_object();
+
+		/* the vendor's "repeats with each update": say so, and keep
+		 * the active set */
+		snprintf(msg, sizeof(msg),
+			 "definitions from %s failed to load before (quarantined in %s); not "
+			 "activated again",
+			 l->cfg->database_dir, qpath);
+		log_error("%s", msg);
+		json_object_object_add(d, "source", json_object_new_string(l->cfg->database_dir));
+		json_object_object_add(d, "fingerprint", json_object_new_string(fingerprint));
+		json_object_object_add(d, "quarantined_before", json_object_new_string(qpath));
+		if (l->faults)
+			faults_event(l->faults, "definitions_refused", msg, d);
+		else
+			json_object_put(d);
+		if (defs_store_gen_path(l->store, gen, path, sizeof(path)) == 0)
+			util_rm_rf(path);
+		state_save(l);
+		return 0;
+	}
+	r = defs_store_activate(l->store, gen);
+	if (r < 0) {
+		snprintf(err, 512, "cannot activate definitions generation %u: %s", gen,
+			 strerror(-r));
+		return r;
+	}
+	log_info("definitions from %s imported as generation %u", l->cfg->database_dir, gen);
+	state_save(l);
+	return 1;
+}
+
+/* ---- loading --------------------------------------------------------------- */
+
+static uint64_t gen_bytes(const char *dir)
+{
+	uint64_t sum = 0;
+	DIR *d = opendir(dir);
+	struct dirent *de;
+
+	if (!d)
+		return 0;
+	while ((de = readdir(d))) {
+		struct stat st;
+
+		if (de->d_name[0] != '.' && fstatat(dirfd(d), de->d_name, &st, 0) == 0 &&
+		    S_ISREG(st.st_mode))
+			sum += (uint64_t)st.st_size;
+	}
+	closedir(d);
+	return sum;
+}
+
+static void load_current(struct loader *l, const char *why)
+{
+	unsigned int gen = defs_store_current(l->store);
+	char path[PATH_MAX];
+	int r;
+
+	if (!gen) {
+		log_error("%s: no definitions generation is active", why);
+		return;
+	}
+	if (defs_store_gen_path(l->store, gen, path, sizeof(path)) < 0)
+		return;
+	r = pool_load(l->pool, path);
+	if (r == -EBUSY) {
+		log_info("%s: a definitions load is already in progress", why);
+		return;
+	}
+	if (r < 0) {
+		log_error("%s: cannot start the engine: %s", why, strerror(-r));
+		return;
+	}
+	l->loading_gen = gen;
+	l->retry_at_ms = 0;
+	log_info("%s: loading definitions generation %u", why, gen);
+}
+
+static void set_unavailable(struct loader *l, const char *reason)
+{
+	char msg[256];
+
+	snprintf(msg, sizeof(msg),
+		 "Service unavailable: fault 7 (scan service failed to start): %s", reason);
+	pool_set_unavailable(l->pool, msg);
+}
+
+static void raise_7(struct loader *l, const char *cause, const char *reason,
+		    struct json_object *detail)
+{
+	json_object_object_add(detail, "cause", json_object_new_string(cause));
+	json_object_object_add(detail, "attempts", json_object_new_int((int)l->attempts));
+	if (l->faults)
+		faults_raise(l->faults, FAULT_START_FAILED, reason, detail);
+	else
+		json_object_put(detail);
+	if (!pool_ready(l->pool))
+		set_unavailable(l, reason);
+}
+
+static void schedule_retry(struct loader *l)
+{
+	uint64_t delay = l->cfg->load_retry_interval * 1000ULL;
+
+	for (unsigned int i = 1; i < l->attempts && delay < RETRY_MAX_MS; i++)
+		delay *= 2;
+	delay = SE_MIN(delay, RETRY_MAX_MS);
+	l->retry_at_ms = util_now_ms() + delay;
+	log_warn("retrying the definitions load in %llu s (attempt %u failed)",
+		 (unsigned long long)(delay / 1000), l->attempts);
+}
+
+/* Bad definitions: quarantine the generation, go back to the previous one. */
+static void failed_bad_defs(struct loader *l, unsigned int gen, const char *why)
+{
+	struct json_object *d = json_object_new_object(), *qd;
+	char qpath[PATH_MAX] = "", reason[600];
+	unsigned int prev = defs_store_previous(l->store, gen);
+	int r;
+
+	snprintf(reason, sizeof(reason), "definitions generation %u failed to load: %s", gen, why);
+	json_object_object_add(d, "generation", json_object_new_int((int)gen));
+	json_object_object_add(d, "error", json_object_new_string(why));
+	raise_7(l, "bad definitions", reason, d);
+
+	qd = json_object_new_object();
+	json_object_object_add(qd, "error", json_object_new_string(why));
+	r = defs_store_quarantine(l->store, gen, "load", why, qd, qpath, sizeof(qpath));
+	if (r < 0) {
+		log_error("cannot quarantine definitions generation %u: %s", gen, strerror(-r));
+	} else if (l->faults) {
+		struct json_object *e = json_object_new_object();
+
+		json_object_object_add(e, "generation", json_object_new_int((int)gen));
+		json_object_object_add(e, "quarantine", json_object_new_string(qpath));
+		faults_event(l->faults, "quarantined",
+			     "definitions that failed to load were moved to quarantine", e);
+		log_error("definitions generation %u quarantined in %s", gen, qpath);
+	}
+	if (!prev) {
+		char none[700];
+
+		snprintf(none, sizeof(none), "%s; no good definitions set is left", reason);
+		raise_7(l, "bad definitions", none, json_object_new_object());
+		return;
+	}
+	r = defs_store_activate(l->store, prev);
+	if (r < 0) {
+		log_error("cannot restore definitions generation %u: %s", prev, strerror(-r));
+		return;
+	}
+	if (l->faults) {
+		struct json_object *e = json_object_new_object();
+
+		json_object_object_add(e, "generation", json_object_new_int((int)prev));
+		json_object_object_add(e, "replaces", json_object_new_int((int)gen));
+		faults_event(l->faults, "restored", "the previous definitions set is active again",
+			     e);
+	}
+	log_warn("definitions generation %u restored", prev);
+	load_current(l, "rollback");
+}
+
+static void failed_memory(struct loader *l, unsigned int gen, const char *why, const char *dir)
+{
+	struct json_object *d = json_object_new_object();
+	uint64_t bytes = gen_bytes(dir), needed, limit = 0, available;
+	char reason[700];
+
+	/* The last successful load is the best estimate, scaled to this set's
+	 * size; without one, libclamav's engines take about twice their
+	 * files. */
+	if (l->last_rss_kb && l->last_bytes)
+		needed = (uint64_t)((double)l->last_rss_kb * 1024.0 *
+				    ((double)bytes / (double)l->last_bytes));
+	else
+		needed = bytes * 2;
+	if (l->mem) {
+		uint64_t used = memlimit_usage(l->mem);
+
+		limit = memlimit_bytes(l->mem);
+		available = limit > used ? limit - used : 0;
+	} else {
+		available = memlimit_available();
+	}
+	snprintf(reason, sizeof(reason),
+		 "insufficient memory to load definitions generation %u: needs about %llu MiB, "
+		 "%llu MiB available%s%s (%s)",
+		 gen, (unsigned long long)(needed >> 20), (unsigned long long)(available >> 20),
+		 l->mem ? " under MemoryLimit via " : "",
+		 l->mem ? memlimit_kind_name(memlimit_kind(l->mem)) : "", why);
+	json_object_object_add(d, "generation", json_object_new_int((int)gen));
+	json_object_object_add(d, "error", json_object_new_string(why));
+	json_object_object_add(d, "needed_bytes", json_object_new_int64((int64_t)needed));
+	json_object_object_add(d, "available_bytes", json_object_new_int64((int64_t)available));
+	json_object_object_add(d, "definitions_bytes", json_object_new_int64((int64_t)bytes));
+	if (l->mem) {
+		json_object_object_add(d, "limit_bytes", json_object_new_int64((int64_t)limit));
+		json_object_object_add(
+			d, "mechanism",
+			json_object_new_string(memlimit_kind_name(memlimit_kind(l->mem))));
+	}
+	raise_7(l, "insufficient memory", reason, d);
+	schedule_retry(l);
+}
+
+static void failed_other(struct loader *l, unsigned int gen, const char *why)
+{
+	struct json_object *d = json_object_new_object();
+	char reason[600];
+
+	snprintf(reason, sizeof(reason), "engine for definitions generation %u did not start: %s",
+		 gen, why);
+	json_object_object_add(d, "generation", json_object_new_int((int)gen));
+	json_object_object_add(d, "error", json_object_new_string(why));
+	raise_7(l, "other", reason, d);
+	schedule_retry(l);
+}
+
+void loader_engine_failed(struct loader *l, enum load_failure cls, const char *why, const char *dir)
+{
+	unsigned int gen = l->loading_gen;
+
+	l->loading_gen = 0;
+	l->attempts++;
+	if (!gen)
+		return;
+	/* A set that loaded before is no "bad set": something else changed
+	 * (libclamav, the machine); keep it and retry. */
+	if (cls == LOAD_FAIL_DEFS && is_good(l, gen))
+		cls = LOAD_FAIL_OTHER;
+	switch (cls) {
+	case LOAD_FAIL_DEFS:
+		failed_bad_defs(l, gen, why);
+		break;
+	case LOAD_FAIL_MEMORY:
+		failed_memory(l, gen, why, dir);
+		break;
+	default:
+		failed_other(l, gen, why);
+		break;
+	}
+}
+
+void loader_engine_ready(struct loader *l, const struct msg_engine_info *info)
+{
+	unsigned int gen = l->loading_gen;
+	char path[PATH_MAX];
+
+	l->loading_gen = 0;
+	l->active_gen = gen;
+	l->attempts = 0;
+	l->retry_at_ms = 0;
+	pool_set_unavailable(l->pool, NULL);
+	if (gen) {
+		mark_good(l, gen);
+		if (defs_store_gen_path(l->store, gen, path, sizeof(path)) == 0) {
+			l->last_bytes = gen_bytes(path);
+			l->last_rss_kb = info->rss_kb;
+		}
+		state_save(l);
+	}
+	if (l->faults && faults_is_active(l->faults, FAULT_START_FAILED)) {
+		char reason[160];
+
+		snprintf(reason, sizeof(reason),
+			 "engine up: definitions generation %u, %u signatures", gen, info->sigs);
+		faults_clear(l->faults, FAULT_START_FAILED, reason);
+	}
+	if (defs_store_prune(l->store) < 0)
+		log_warn("cannot prune old definitions generations");
+}
+
+/* ---- public ------------------------------------------------------------- */
+
+struct loader *loader_new(const struct config *cfg, const struct sandbox_identity *id,
+			  struct pool *pool, struct faults *faults, char *err)
+{
+	struct loader *l = calloc(1, sizeof(*l));
+	char root[PATH_MAX], serr[256];
+
+	if (!l) {
+		snprintf(err, 512, "out of memory");
+		return NULL;
+	}
+	l->cfg = cfg;
+	l->id = id;
+	l->pool = pool;
+	l->faults = faults;
+	snprintf(root, sizeof(root), "%s/defs", cfg->state_dir);
+	snprintf(l->state_path, sizeof(l->state_path), "%s/loader.json", cfg->state_dir);
+	l->store = defs_store_open(root, cfg->keep_generations, serr);
+	if (!l->store) {
+		snprintf(err, 512, "definitions store %.200s: %.250s", root, serr);
+		free(l);
+		return NULL;
+	}
+	state_load(l);
+	l->last_selfcheck_ms = util_now_ms();
+	return l;
+}
+
+void loader_free(struct loader *l)
+{
+	if (!l)
+		return;
+	defs_store_close(l->store);
+	free(l);
+}
+
+void loader_set_memlimit(struct loader *l, struct memlimit *m)
+{
+	l->mem = m;
+}
+
+int loader_start(struct loader *l, char *err)
+{
+	int r = sync_source(l, err);
+
+	if (r < 0) {
+		if (!defs_store_current(l->store))
+			return r;
+		/* keep what is active; the new files are refused */
+		log_error("%s; keeping definitions generation %u", err,
+			  defs_store_current(l->store));
+	}
+	if (!defs_store_current(l->store)) {
+		snprintf(err, 512, "no definitions to load: DatabaseDirectory %s has none",
+			 l->cfg->database_dir);
+		return -ENOENT;
+	}
+	load_current(l, "start-up");
+	return 0;
+}
+
+void loader_reload(struct loader *l, const char *why)
+{
+	char err[512];
+
+	if (sync_source(l, err) < 0) {
+		log_error("%s: %s; keeping definitions generation %u", why, err,
+			  defs_store_current(l->store));
+		if (l->faults) {
+			struct json_object *d = json_object_new_object();
+
+			json_object_object_add(d, "source",
+					       json_object_new_string(l->cfg->database_dir));
+			faults_event(l->faults, "definitions_refused", err, d);
+		}
+	}
+	load_current(l, why);
+}
+
+void loader_tick(struct loader *l)
+{
+	uint64_t now = util_now_ms();
+
+	if (l->retry_at_ms && now >= l->retry_at_ms && !pool_loading(l->pool)) {
+		l->retry_at_ms = 0;
+		load_current(l, "retry");
+	}
+	if (l->cfg->self_check && now - l->last_selfcheck_ms >= l->cfg->self_check * 1000ULL) {
+		char fp[24];
+
+		l->last_selfcheck_ms = now;
+		source_fingerprint(l->cfg->database_dir, fp);
+		if (strcmp(fp, l->source_fp))
+			loader_reload(l, "SelfCheck: definitions changed");
+	}
+}
+
+void loader_status(const struct loader *l, struct json_object *o)
+{
+	json_object_object_add(o, "definitions_generation",
+			       json_object_new_int((int)defs_store_current(l->store)));
+	json_object_object_add(o, "definitions_store", defs_store_list_json(l->store));
+	if (l->retry_at_ms) {
+		uint64_t now = util_now_ms();
+
+		json_object_object_add(
+			o, "load_retry_in_seconds",
+			json_object_new_int64(
+				(int64_t)((l->retry_at_ms > now ? l->retry_at_ms - now : 0) /
+					  1000)));
+	}
+	json_object_object_add(o, "load_attempts_failed", json_object_new_int((int)l->attempts));
+}

@@ -1,0 +1,72 @@
+/* loader: which definitions the engine loads, and what happens when they
+ * do not load (fault 7).
+ *
+ * The engine always loads a generation of the definitions store
+ * (<StateDirectory>/defs, defs/store.h). DatabaseDirectory is where new
+ * definitions come from: when its files change (at start, RELOAD, SIGUSR2,
+ * SelfCheck) they are imported as a new generation and activated.
+ *
+ * When an engine cannot be brought up, fault 7 is raised with the cause:
+ *   - bad definitions (libclamav rejects them, or the loader crashes on
+ *     them): the generation is quarantined with a reason.json, the previous
+ *     one is activated and loaded; a set that failed before is not
+ *     activated again when it is offered again;
+ *   - insufficient memory (the OOM killer in the MemoryLimit cgroup,
+ *     ENOMEM): the reason gives the memory needed against what is
+ *     available; the definitions are kept and loading is retried with
+ *     exponential back-off;
+ *   - anything else: named, retried with back-off.
+ * Fault 7 clears when an engine is up. While none is, scan requests are
+ * answered with an error naming fault 7. */
+#ifndef SE_SCANENGINE_LOADER_H
+#define SE_SCANENGINE_LOADER_H
+
+#include <stdbool.h>
+
+#include "common/config.h"
+#include "sandbox/sandbox.h"
+#include "scanengine/msgs.h"
+
+struct json_object;
+struct pool;
+struct faults;
+struct memlimit;
+struct loader;
+
+/* loader_new: open the store under cfg->state_dir. cfg, id (the scan
+ * account, read at each import), pool and faults must outlive the loader;
+ * faults may be NULL. Returns it or NULL with a reason in err[512]. */
+struct loader *loader_new(const struct config *cfg, const struct sandbox_identity *id,
+			  struct pool *pool, struct faults *faults, char *err);
+
+/* loader_free: NULL ok. */
+void loader_free(struct loader *l);
+
+/* loader_set_memlimit: the MemoryLimit in force (NULL: none), for the
+ * figures of an insufficient-memory fault. */
+void loader_set_memlimit(struct loader *l, struct memlimit *m);
+
+/* loader_start: bring in DatabaseDirectory if it changed since the last
+ * import (or nothing is active yet) and start loading the active
+ * generation. Returns 0, or -errno with a one-line reason in err[512] when
+ * there is nothing that could be loaded at all (no active generation and
+ * DatabaseDirectory missing, empty or unreadable by the scan user). */
+int loader_start(struct loader *l, char *err);
+
+/* loader_reload: RELOAD/SIGUSR2: bring in changed definitions and load the
+ * active generation now (also cutting short a retry back-off). */
+void loader_reload(struct loader *l, const char *why);
+
+/* loader_engine_ready / loader_engine_failed: the pool's outcome hooks. */
+void loader_engine_ready(struct loader *l, const struct msg_engine_info *info);
+void loader_engine_failed(struct loader *l, enum load_failure cls, const char *why,
+			  const char *dir);
+
+/* loader_tick: retries that are due, SelfCheck. Call every ~100 ms. */
+void loader_tick(struct loader *l);
+
+/* loader_status: add the store's state ("definitions_generation",
+ * "definitions_store", next retry) to o. */
+void loader_status(const struct loader *l, struct json_object *o);
+
+#endif
