@@ -91,6 +91,25 @@ int util_write_all(int fd, const void *buf, size_t len)
 	return 0;
 }
 
+ssize_t util_read_all(int fd, void *buf, size_t len)
+{
+	char *p = buf;
+	size_t got = 0;
+
+	while (got < len) {
+		ssize_t n = read(fd, p + got, len - got);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			break;
+		got += (size_t)n;
+	}
+	return (ssize_t)got;
+}
+
 ssize_t util_sendmsg_fd(int sock, const struct iovec *iov, int iovcnt, int fd, int flags)
 {
 	union {

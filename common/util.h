@@ -42,6 +42,10 @@ struct iovec;
  * -errno. */
 ssize_t util_sendmsg_fd(int sock, const struct iovec *iov, int iovcnt, int fd, int flags);
 
+/* util_read_all: read from fd until EOF or len bytes, retrying on EINTR and
+ * short reads. Returns the bytes read or -errno. */
+ssize_t util_read_all(int fd, void *buf, size_t len);
+
 /* util_close_fds_except: close every descriptor >= 3 that is not in keep[]
  * (used in a child right after fork). Returns 0 or -errno. */
 int util_close_fds_except(const int *keep, size_t nkeep);

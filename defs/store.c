@@ -1,6 +1,8 @@
 /* store: the definitions store of DESIGN.md section 4 (see store.h). */
 #include "defs/store.h"
 #include "common/log.h"
+#include "common/digest.h"
+#include "common/jsonutil.h"
 #include "common/util.h"
 
 #include <dirent.h>
@@ -138,17 +140,6 @@ static bool is_fingerprint(const char *s)
 		if (!strchr("0123456789abcdefABCDEF", s[i]))
 			return false;
 	return i == DEFS_FINGERPRINT_LEN;
-}
-
-static void to_hex(const unsigned char *md, size_t len, char *hex)
-{
-	static const char digits[] = "0123456789abcdef";
-
-	for (size_t i = 0; i < len; i++) {
-		hex[2 * i] = digits[md[i] >> 4];
-		hex[2 * i + 1] = digits[md[i] & 0xf];
-	}
-	hex[2 * len] = '\0';
 }
 
 /* UTC time as "YYYY-mm-ddTHH:MM:SSZ", or compact "YYYYmmddTHHMMSSZ" (for
@@ -332,7 +323,7 @@ static int read_json_at(int dirfd, const char *path, struct json_object **out)
 {
 	struct stat st;
 	char *buf = NULL;
-	size_t got = 0;
+	ssize_t got;
 	int fd, r = 0;
 
 	*out = NULL;
@@ -356,18 +347,10 @@ static int read_json_at(int dirfd, const char *path, struct json_object **out)
 		r = -ENOMEM;
 		goto out_close;
 	}
-	while (got < (size_t)st.st_size) {
-		ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			r = -errno;
-			goto out_free;
-		}
-		if (n == 0)
-			break;
-		got += (size_t)n;
+	got = util_read_all(fd, buf, (size_t)st.st_size);
+	if (got < 0) {
+		r = (int)got;
+		goto out_free;
 	}
 	buf[got] = '\0';
 	*out = json_tokener_parse(buf);
@@ -393,24 +376,12 @@ static const char *json_str(struct json_object *obj, const char *key)
 	return json_object_get_string(v);
 }
 
-/* Adds v (taken over, NULL is out of memory) to obj under key. */
-static int jadd(struct json_object *obj, const char *key, struct json_object *v)
-{
-	if (!v)
-		return -ENOMEM;
-	if (json_object_object_add(obj, key, v) < 0) {
-		json_object_put(v);
-		return -ENOMEM;
-	}
-	return 0;
-}
-
 /* Like jadd; a NULL string becomes JSON null. */
 static int jadd_str(struct json_object *obj, const char *key, const char *str)
 {
 	if (!str)
 		return json_object_object_add(obj, key, NULL) < 0 ? -ENOMEM : 0;
-	return jadd(obj, key, json_object_new_string(str));
+	return jsonutil_add(obj, key, json_object_new_string(str));
 }
 
 /* Like jadd; an unknown count becomes JSON null. */
@@ -418,7 +389,7 @@ static int jadd_count(struct json_object *obj, const char *key, bool known, uint
 {
 	if (!known)
 		return jadd_str(obj, key, NULL);
-	return jadd(obj, key, json_object_new_int64((int64_t)n));
+	return jsonutil_add(obj, key, json_object_new_int64((int64_t)n));
 }
 
 static int jappend(struct json_object *arr, struct json_object *v)
@@ -848,46 +819,13 @@ static int copy_fd(int in, int out, char *buf, size_t buflen, uint64_t *copied)
 }
 
 /* SHA-256 of fd's content (from offset 0) as hex, and its size. */
-static int sha256_fd(int fd, char *buf, size_t buflen, char *hex, uint64_t *size)
+static int sha256_fd(int fd, char *hex, uint64_t *size)
 {
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int mdlen = 0;
-	EVP_MD_CTX *ctx;
-	off_t off = 0;
-	int r = 0;
+	unsigned char md[DIGEST_SHA256_LEN];
+	int r = digest_sha256_fd(fd, 0, md, size);
 
-	ctx = EVP_MD_CTX_new();
-	if (!ctx)
-		return -ENOMEM;
-	if (!EVP_DigestInit_ex(ctx, EVP_sha256(), NULL)) {
-		r = -EIO;
-		goto out_free;
-	}
-	for (;;) {
-		ssize_t n = pread(fd, buf, buflen, off);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			r = -errno;
-			goto out_free;
-		}
-		if (n == 0)
-			break;
-		if (!EVP_DigestUpdate(ctx, buf, (size_t)n)) {
-			r = -EIO;
-			goto out_free;
-		}
-		off += n;
-	}
-	if (!EVP_DigestFinal_ex(ctx, md, &mdlen) || mdlen != DEFS_FINGERPRINT_LEN / 2) {
-		r = -EIO;
-		goto out_free;
-	}
-	to_hex(md, mdlen, hex);
-	*size = (uint64_t)off;
-out_free:
-	EVP_MD_CTX_free(ctx);
+	if (r == 0)
+		digest_hex(md, sizeof(md), hex);
 	return r;
 }
 
@@ -941,7 +879,7 @@ static int import_file(int srcfd, int stagefd, struct src_entry *e, char *buf, c
 	}
 	r = fsync_fd(out);
 	if (!r)
-		r = sha256_fd(out, buf, COPY_BUF_LEN, e->sha256, &e->size);
+		r = sha256_fd(out, e->sha256, &e->size);
 	if (r) {
 		set_err(err, "cannot write the copy of %s: %s", e->name, strerror(-r));
 		goto out_close;
@@ -986,7 +924,7 @@ static int fingerprint_of(const struct src_list *l, char *hex)
 	}
 	if (!EVP_DigestFinal_ex(ctx, md, &mdlen) || mdlen != DEFS_FINGERPRINT_LEN / 2)
 		goto out_free;
-	to_hex(md, mdlen, hex);
+	digest_hex(md, mdlen, hex);
 	r = 0;
 out_free:
 	EVP_MD_CTX_free(ctx);
@@ -1003,10 +941,11 @@ static struct json_object *manifest_new(unsigned int gen, const char *source,
 	if (!m)
 		return NULL;
 	utc_time(time(NULL), false, created, sizeof(created));
-	if (jadd(m, "manifest_version", json_object_new_int(DEFS_MANIFEST_VERSION)) ||
-	    jadd(m, "generation", json_object_new_int64(gen)) || jadd_str(m, "created", created) ||
-	    jadd_str(m, "source", source) || jadd(m, "files", files = json_object_new_array()) ||
-	    jadd(m, "skipped", skipped = json_object_new_array()) ||
+	if (jsonutil_add(m, "manifest_version", json_object_new_int(DEFS_MANIFEST_VERSION)) ||
+	    jsonutil_add(m, "generation", json_object_new_int64(gen)) ||
+	    jadd_str(m, "created", created) || jadd_str(m, "source", source) ||
+	    jsonutil_add(m, "files", files = json_object_new_array()) ||
+	    jsonutil_add(m, "skipped", skipped = json_object_new_array()) ||
 	    jadd_str(m, "fingerprint", fingerprint))
 		goto err_put;
 	for (size_t i = 0; i < l->n; i++) {
@@ -1016,7 +955,7 @@ static struct json_object *manifest_new(unsigned int gen, const char *source,
 		if (jappend(e->skip ? skipped : files, o) || jadd_str(o, "name", e->name))
 			goto err_put;
 		if (e->skip ? jadd_str(o, "reason", e->skip)
-			    : jadd(o, "size", json_object_new_int64((int64_t)e->size)) ||
+			    : jsonutil_add(o, "size", json_object_new_int64((int64_t)e->size)) ||
 				      jadd_str(o, "sha256", e->sha256))
 			goto err_put;
 	}
@@ -1235,10 +1174,10 @@ static struct json_object *reason_new(unsigned int gen, time_t now, const char *
 		return NULL;
 	utc_time(now, false, when, sizeof(when));
 	/* *detail moves into o only on success: the caller puts it otherwise */
-	if (jadd(o, "generation", json_object_new_int64(gen)) || jadd_str(o, "time", when) ||
-	    jadd_str(o, "stage", stage) || jadd_str(o, "reason", reason) ||
-	    jadd_str(o, "fingerprint", fingerprint) ||
-	    jadd(o, "was_current", json_object_new_boolean(was_current)) ||
+	if (jsonutil_add(o, "generation", json_object_new_int64(gen)) ||
+	    jadd_str(o, "time", when) || jadd_str(o, "stage", stage) ||
+	    jadd_str(o, "reason", reason) || jadd_str(o, "fingerprint", fingerprint) ||
+	    jsonutil_add(o, "was_current", json_object_new_boolean(was_current)) ||
 	    json_object_object_add(o, "detail", *detail) < 0) {
 		json_object_put(o);
 		return NULL;
@@ -1425,8 +1364,8 @@ static struct json_object *list_entry(const struct defs_store *s, unsigned int g
 	} else {
 		files = NULL;
 	}
-	r = jadd(o, "generation", json_object_new_int64(gen)) ||
-	    jadd(o, "current", json_object_new_boolean(gen == cur)) ||
+	r = jsonutil_add(o, "generation", json_object_new_int64(gen)) ||
+	    jsonutil_add(o, "current", json_object_new_boolean(gen == cur)) ||
 	    jadd_str(o, "created", m ? json_str(m, "created") : NULL) ||
 	    jadd_count(o, "files", files != NULL, nfiles) ||
 	    jadd_count(o, "bytes", files != NULL, bytes) ||

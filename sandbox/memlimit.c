@@ -86,7 +86,7 @@ static int path_join(char *out, size_t len, const char *dir, const char *file)
 static ssize_t read_text(const char *dir, const char *file, char *buf, size_t len)
 {
 	char path[PATH_MAX];
-	size_t got = 0;
+	ssize_t n;
 	int fd, r;
 
 	r = path_join(path, sizeof(path), dir, file);
@@ -95,24 +95,10 @@ static ssize_t read_text(const char *dir, const char *file, char *buf, size_t le
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
-	while (got < len - 1) {
-		ssize_t n = read(fd, buf + got, len - 1 - got);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			r = -errno;
-			goto out_close;
-		}
-		if (n == 0)
-			break;
-		got += (size_t)n;
-	}
-	r = 0;
-out_close:
+	n = util_read_all(fd, buf, len - 1);
 	close(fd);
-	buf[got] = '\0';
-	return r < 0 ? r : (ssize_t)got;
+	buf[n > 0 ? n : 0] = '\0';
+	return n;
 }
 
 /* Write text to a control file in one write(2): cgroup files take one

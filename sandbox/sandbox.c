@@ -429,18 +429,12 @@ static int proc_status(uint64_t *vm_bytes, unsigned long *threads)
 	fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
-	while (len < sizeof(buf) - 1) {
-		n = read(fd, buf + len, sizeof(buf) - 1 - len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			r = -errno;
-			goto out_close;
-		}
-		if (n == 0)
-			break;
-		len += (size_t)n;
+	n = util_read_all(fd, buf, sizeof(buf) - 1);
+	if (n < 0) {
+		r = (int)n;
+		goto out_close;
 	}
+	len = (size_t)n;
 	buf[len] = '\0';
 	p = strstr(buf, "\nVmSize:");
 	*vm_bytes = p ? strtoull(p + 8, NULL, 10) * 1024u : 0;

@@ -1,5 +1,6 @@
 /* faults: the fault model of DESIGN.md section 2 (see faults.h). */
 #include "scanengine/faults.h"
+#include "common/jsonutil.h"
 #include "common/util.h"
 
 #include <dirent.h>
@@ -200,20 +201,6 @@ static char *one_line(const char *s)
 	return d;
 }
 
-/* obj_add: json_object_object_add that owns val in every case (json-c
- * leaves it to the caller on failure). val NULL (a failed constructor) is
- * ENOMEM. Returns 0 or -ENOMEM. */
-static int obj_add(struct json_object *o, const char *key, struct json_object *val)
-{
-	if (!val)
-		return -ENOMEM;
-	if (json_object_object_add(o, key, val) < 0) {
-		json_object_put(val);
-		return -ENOMEM;
-	}
-	return 0;
-}
-
 /* too_deep: whether o nests deeper than depth levels. */
 static bool too_deep(struct json_object *o, int depth)
 {
@@ -252,8 +239,8 @@ static struct json_object *detail_bound(struct json_object *detail)
 	note = json_object_new_object();
 	if (!note)
 		return NULL;
-	if (obj_add(note, "truncated", json_object_new_boolean(true)) < 0 ||
-	    obj_add(note, "bytes", json_object_new_int64((int64_t)len)) < 0) {
+	if (jsonutil_add(note, "truncated", json_object_new_boolean(true)) < 0 ||
+	    jsonutil_add(note, "bytes", json_object_new_int64((int64_t)len)) < 0) {
 		json_object_put(note);
 		return NULL;
 	}
@@ -331,9 +318,9 @@ static struct json_object *event_new(time_t t, const char *type)
 	if (!ev)
 		return NULL;
 	iso_time(t, text, sizeof(text));
-	if (obj_add(ev, "time", json_object_new_int64((int64_t)t)) < 0 ||
-	    obj_add(ev, "time_text", json_object_new_string(text)) < 0 ||
-	    obj_add(ev, "event", json_object_new_string(type)) < 0) {
+	if (jsonutil_add(ev, "time", json_object_new_int64((int64_t)t)) < 0 ||
+	    jsonutil_add(ev, "time_text", json_object_new_string(text)) < 0 ||
+	    jsonutil_add(ev, "event", json_object_new_string(type)) < 0) {
 		json_object_put(ev);
 		return NULL;
 	}
@@ -362,18 +349,18 @@ static int emit_transition(struct faults *f, size_t i, time_t t, const char *rea
 	ev = event_new(t, is_raise ? "raise" : "clear");
 	if (!ev)
 		return -ENOMEM;
-	r = obj_add(ev, "id", json_object_new_int(d->id));
+	r = jsonutil_add(ev, "id", json_object_new_int(d->id));
 	if (!r)
-		r = obj_add(ev, "name", json_object_new_string(d->name));
+		r = jsonutil_add(ev, "name", json_object_new_string(d->name));
 	if (!r)
-		r = obj_add(ev, "severity", json_object_new_string(d->severity));
+		r = jsonutil_add(ev, "severity", json_object_new_string(d->severity));
 	if (!r)
-		r = obj_add(ev, "reason", json_object_new_string(reason));
+		r = jsonutil_add(ev, "reason", json_object_new_string(reason));
 	if (!r)
-		r = obj_add(ev, "detail",
-			    detail ? json_object_get(detail) : json_object_new_object());
+		r = jsonutil_add(ev, "detail",
+				 detail ? json_object_get(detail) : json_object_new_object());
 	if (!r && !is_raise)
-		r = obj_add(ev, "active_seconds", json_object_new_int64(active_seconds));
+		r = jsonutil_add(ev, "active_seconds", json_object_new_int64(active_seconds));
 	if (!r)
 		r = log_append(f, ev);
 	json_object_put(ev);
@@ -387,7 +374,8 @@ static struct json_object *state_json(const struct faults *f)
 	struct json_object *doc = json_object_new_object();
 	struct json_object *arr = json_object_new_array();
 
-	if (!doc || !arr || obj_add(doc, "version", json_object_new_int(FAULTS_STATE_VERSION)) < 0)
+	if (!doc || !arr ||
+	    jsonutil_add(doc, "version", json_object_new_int(FAULTS_STATE_VERSION)) < 0)
 		goto err_put;
 	if (json_object_object_add(doc, "active", arr) < 0)
 		goto err_put;
@@ -402,10 +390,10 @@ static struct json_object *state_json(const struct faults *f)
 			json_object_put(e);
 			goto err_put_doc;
 		}
-		if (obj_add(e, "id", json_object_new_int(fault_defs[i].id)) < 0 ||
-		    obj_add(e, "since", json_object_new_int64((int64_t)s->since)) < 0 ||
-		    obj_add(e, "reason", json_object_new_string(s->reason)) < 0 ||
-		    obj_add(e, "detail", json_object_get(s->detail)) < 0)
+		if (jsonutil_add(e, "id", json_object_new_int(fault_defs[i].id)) < 0 ||
+		    jsonutil_add(e, "since", json_object_new_int64((int64_t)s->since)) < 0 ||
+		    jsonutil_add(e, "reason", json_object_new_string(s->reason)) < 0 ||
+		    jsonutil_add(e, "detail", json_object_get(s->detail)) < 0)
 			goto err_put_doc;
 	}
 	return doc;
@@ -726,9 +714,10 @@ static void state_reset(struct faults *f, const char *why, char *err)
 	       rename(f->state_file, aside) == 0;
 	snprintf(err, FAULTS_ERR_LEN, "fault state %s: %s; starting with no active faults%s%s",
 		 f->state_file, why, kept ? ", old file kept as " : "", kept ? aside : "");
-	if (detail && (obj_add(detail, "state_file", json_object_new_string(f->state_file)) < 0 ||
-		       obj_add(detail, "error", json_object_new_string(why)) < 0 ||
-		       (kept && obj_add(detail, "kept_as", json_object_new_string(aside)) < 0))) {
+	if (detail &&
+	    (jsonutil_add(detail, "state_file", json_object_new_string(f->state_file)) < 0 ||
+	     jsonutil_add(detail, "error", json_object_new_string(why)) < 0 ||
+	     (kept && jsonutil_add(detail, "kept_as", json_object_new_string(aside)) < 0))) {
 		json_object_put(detail);
 		detail = NULL;
 	}
@@ -947,14 +936,14 @@ struct json_object *faults_active_json(const struct faults *f)
 		if (json_object_deep_copy(s->detail, &detail, NULL) < 0)
 			goto err_put;
 		iso_time(s->since, text, sizeof(text));
-		if (obj_add(e, "id", json_object_new_int(d->id)) < 0 ||
-		    obj_add(e, "name", json_object_new_string(d->name)) < 0 ||
-		    obj_add(e, "severity", json_object_new_string(d->severity)) < 0 ||
-		    obj_add(e, "since", json_object_new_int64((int64_t)s->since)) < 0 ||
-		    obj_add(e, "since_text", json_object_new_string(text)) < 0 ||
-		    obj_add(e, "reason", json_object_new_string(s->reason)) < 0 ||
-		    obj_add(e, "detail", detail) < 0 ||
-		    obj_add(e, "remediation", json_object_new_string(d->remediation)) < 0)
+		if (jsonutil_add(e, "id", json_object_new_int(d->id)) < 0 ||
+		    jsonutil_add(e, "name", json_object_new_string(d->name)) < 0 ||
+		    jsonutil_add(e, "severity", json_object_new_string(d->severity)) < 0 ||
+		    jsonutil_add(e, "since", json_object_new_int64((int64_t)s->since)) < 0 ||
+		    jsonutil_add(e, "since_text", json_object_new_string(text)) < 0 ||
+		    jsonutil_add(e, "reason", json_object_new_string(s->reason)) < 0 ||
+		    jsonutil_add(e, "detail", detail) < 0 ||
+		    jsonutil_add(e, "remediation", json_object_new_string(d->remediation)) < 0)
 			goto err_put;
 	}
 	return arr;
@@ -1177,7 +1166,7 @@ int faults_event(struct faults *f, const char *type, const char *message,
 		goto out;
 	}
 	ev = event_new(now(f), type);
-	r = ev ? obj_add(ev, "message", json_object_new_string(line)) : -ENOMEM;
+	r = ev ? jsonutil_add(ev, "message", json_object_new_string(line)) : -ENOMEM;
 	if (r < 0)
 		goto out;
 	if (json_object_is_type(detail, json_type_object)) {
@@ -1186,12 +1175,12 @@ int faults_event(struct faults *f, const char *type, const char *message,
 			/* The common fields keep their meaning for every reader. */
 			if (json_object_object_get_ex(ev, key, NULL))
 				continue;
-			r = obj_add(ev, key, json_object_get(val));
+			r = jsonutil_add(ev, key, json_object_get(val));
 			if (r < 0)
 				goto out;
 		}
 	} else {
-		r = obj_add(ev, "detail", json_object_get(detail));
+		r = jsonutil_add(ev, "detail", json_object_get(detail));
 		if (r < 0)
 			goto out;
 	}

@@ -4,6 +4,8 @@
  * scanned linearly: cheaper than any index at this size, and the order of
  * entries stays the order in which files were first seen. */
 #include "scanengine/poison.h"
+#include "common/digest.h"
+#include "common/jsonutil.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -11,10 +13,8 @@
 #include <unistd.h>
 
 #include <json-c/json.h>
-#include <openssl/evp.h>
 
-#define POISON_SIGNALS_MAX 16	 /* signals remembered per file; crashes counts all */
-#define POISON_READ_BLOCK  65536 /* pread size when hashing */
+#define POISON_SIGNALS_MAX 16 /* signals remembered per file; crashes counts all */
 
 struct poison_entry {
 	struct poison_file f;
@@ -287,19 +287,6 @@ size_t poison_reset(struct poison *p)
 	return k;
 }
 
-/* json_object_object_add that owns val even when it fails; a NULL val (an
- * allocation that failed) is an error too. Returns 0 or -ENOMEM. */
-static int jadd(struct json_object *o, const char *key, struct json_object *val)
-{
-	if (!val)
-		return -ENOMEM;
-	if (json_object_object_add(o, key, val) < 0) {
-		json_object_put(val);
-		return -ENOMEM;
-	}
-	return 0;
-}
-
 /* key: null (json-c stores a NULL value as a JSON null) */
 static int jadd_null(struct json_object *o, const char *key)
 {
@@ -340,22 +327,22 @@ static struct json_object *entry_json(const struct poison_entry *e)
 	/* err collects failures; every jadd still owns (adds or puts) its
 	 * value, so nothing leaks on the way to err_put */
 	if (e->path)
-		err |= jadd(o, "path", json_object_new_string(e->path));
+		err |= jsonutil_add(o, "path", json_object_new_string(e->path));
 	else
 		err |= jadd_null(o, "path");
-	err |= jadd(o, "dev", json_object_new_uint64((uint64_t)e->f.dev));
-	err |= jadd(o, "ino", json_object_new_uint64((uint64_t)e->f.ino));
-	err |= jadd(o, "size", json_object_new_int64((int64_t)e->f.size));
-	err |= jadd(o, "mtime", json_object_new_int64((int64_t)e->f.mtime.tv_sec));
-	err |= jadd(o, "mtime_nsec", json_object_new_int64((int64_t)e->f.mtime.tv_nsec));
+	err |= jsonutil_add(o, "dev", json_object_new_uint64((uint64_t)e->f.dev));
+	err |= jsonutil_add(o, "ino", json_object_new_uint64((uint64_t)e->f.ino));
+	err |= jsonutil_add(o, "size", json_object_new_int64((int64_t)e->f.size));
+	err |= jsonutil_add(o, "mtime", json_object_new_int64((int64_t)e->f.mtime.tv_sec));
+	err |= jsonutil_add(o, "mtime_nsec", json_object_new_int64((int64_t)e->f.mtime.tv_nsec));
 	if (e->f.have_sha256)
-		err |= jadd(o, "sha256", json_object_new_string(sha));
+		err |= jsonutil_add(o, "sha256", json_object_new_string(sha));
 	else
 		err |= jadd_null(o, "sha256");
-	err |= jadd(o, "crashes", json_object_new_uint64(e->crashes));
-	err |= jadd(o, "signals", sigs);
-	err |= jadd(o, "first", json_object_new_uint64(e->first_ms));
-	err |= jadd(o, "last", json_object_new_uint64(e->last_ms));
+	err |= jsonutil_add(o, "crashes", json_object_new_uint64(e->crashes));
+	err |= jsonutil_add(o, "signals", sigs);
+	err |= jsonutil_add(o, "first", json_object_new_uint64(e->first_ms));
+	err |= jsonutil_add(o, "last", json_object_new_uint64(e->last_ms));
 	if (err)
 		goto err_put;
 	return o;
@@ -393,63 +380,5 @@ err_put:
 
 int poison_sha256_fd(int fd, uint64_t max_bytes, unsigned char out[POISON_SHA256_LEN])
 {
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int mdlen = 0;
-	EVP_MD_CTX *ctx = NULL;
-	unsigned char *buf = NULL;
-	uint64_t off = 0;
-	struct stat st;
-	ssize_t r;
-	int ret;
-
-	/* Refuse a regular file that is already too big before reading it;
-	 * the read loop below still enforces the limit if it grows. */
-	if (fstat(fd, &st) < 0)
-		return -errno;
-	if (max_bytes && S_ISREG(st.st_mode) && (uint64_t)st.st_size > max_bytes)
-		return -EFBIG;
-
-	/* on the heap: the caller may run on a small thread stack */
-	buf = malloc(POISON_READ_BLOCK);
-	ctx = EVP_MD_CTX_new();
-	if (!buf || !ctx) {
-		ret = -ENOMEM;
-		goto out;
-	}
-	if (EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) {
-		ret = -EIO;
-		goto out;
-	}
-	for (;;) {
-		/* pread: the descriptor may be shared (an event fd, a client's
-		 * FILDES), whose offset is not ours to move. */
-		r = pread(fd, buf, POISON_READ_BLOCK, (off_t)off);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0) {
-			ret = -errno;
-			goto out;
-		}
-		if (r == 0)
-			break;
-		off += (uint64_t)r;
-		if (max_bytes && off > max_bytes) {
-			ret = -EFBIG;
-			goto out;
-		}
-		if (EVP_DigestUpdate(ctx, buf, (size_t)r) != 1) {
-			ret = -EIO;
-			goto out;
-		}
-	}
-	if (EVP_DigestFinal_ex(ctx, md, &mdlen) != 1 || mdlen != POISON_SHA256_LEN) {
-		ret = -EIO;
-		goto out;
-	}
-	memcpy(out, md, POISON_SHA256_LEN);
-	ret = 0;
-out:
-	EVP_MD_CTX_free(ctx);
-	free(buf);
-	return ret;
+	return digest_sha256_fd(fd, max_bytes, out, NULL);
 }
