@@ -56,6 +56,9 @@ class Killer:
         while not self.stop.is_set():
             try:
                 for pid in busy_on(self.daemon, self.suffix):
+                    # status may still show a worker we signalled
+                    if pid in self.killed:
+                        continue
                     os.kill(pid, self.sig)
                     self.killed.append(pid)
             except (OSError, ValueError, KeyError):
