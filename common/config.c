@@ -46,6 +46,7 @@ struct key {
 	const char *def; /* default in file syntax; NULL: unset */
 	unsigned int flags;
 	uint64_t min, max;
+	const char *hint; /* added to range errors: why the range is what it is */
 };
 
 /* offsetof that refuses to compile when the field's type does not match the
@@ -147,7 +148,10 @@ static const struct key keys[] = {
 	K_UINT("DatabaseLoadTimeout", load_timeout, "600", 1, 86400),	     /* new */
 	K_SIZE("WorkerMemoryLimit", worker_memory_limit, "2G"),		     /* new; 0 stays 0 */
 	K_BOOL("ConcurrentDatabaseReload", concurrent_reload, "yes"),
-	K_UINT("SelfCheck", self_check, "600", 0, 604800),
+	/* only "off": activation goes through the store */
+	K_UINT("SelfCheck", self_check, "0", 0, 0,
+	       .hint = "definitions are activated through the store (scanctl defs install, or "
+		       "RELOAD after changing DatabaseDirectory), never by watching files"),
 
 	/* faults (all new) */
 	K_PATH("FaultEventLog", fault_event_log, NULL), /* derived, see derive_paths() */
@@ -577,9 +581,10 @@ static int apply(struct config *cfg, const struct key *k, const char *v, const s
 				    show(v, buf), (unsigned long long)k->min,
 				    (unsigned long long)k->max);
 		if (ret < 0 || u < k->min || u > k->max)
-			return fail(err, w, "%s: '%s' is out of range (%llu..%llu)", k->name,
+			return fail(err, w, "%s: '%s' is out of range (%llu..%llu)%s%s", k->name,
 				    show(v, buf), (unsigned long long)k->min,
-				    (unsigned long long)k->max);
+				    (unsigned long long)k->max, k->hint ? ": " : "",
+				    k->hint ? k->hint : "");
 		if (k->type == T_UINT)
 			*(unsigned int *)field(cfg, k) = (unsigned int)u;
 		else

@@ -63,7 +63,7 @@ struct config {
 	unsigned int load_timeout;	   /* DatabaseLoadTimeout (new), seconds */
 	uint64_t worker_memory_limit;	   /* WorkerMemoryLimit (new), bytes; 0: none */
 	bool concurrent_reload;		   /* ConcurrentDatabaseReload */
-	unsigned int self_check;	   /* SelfCheck, seconds; 0: off */
+	unsigned int self_check;	   /* SelfCheck: only 0 (off) is accepted */
 
 	/* faults (new keys) */
 	char *fault_event_log;		    /* FaultEventLog; default <StateDirectory>/events.log */

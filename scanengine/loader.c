@@ -43,7 +43,6 @@ struct loader {
 
 	unsigned int attempts; /* failed loads since the last success */
 	uint64_t retry_at_ms;  /* 0: no retry scheduled */
-	uint64_t last_selfcheck_ms;
 };
 
 /* ---- persisted state ------------------------------------------------------ */
@@ -525,7 +524,6 @@ struct loader *loader_new(const struct config *cfg, const struct sandbox_identit
 		return NULL;
 	}
 	state_load(l);
-	l->last_selfcheck_ms = util_now_ms();
 	return l;
 }
 
@@ -587,14 +585,6 @@ void loader_tick(struct loader *l)
 	if (l->retry_at_ms && now >= l->retry_at_ms && !pool_loading(l->pool)) {
 		l->retry_at_ms = 0;
 		load_current(l, "retry");
-	}
-	if (l->cfg->self_check && now - l->last_selfcheck_ms >= l->cfg->self_check * 1000ULL) {
-		char fp[24];
-
-		l->last_selfcheck_ms = now;
-		source_fingerprint(l->cfg->database_dir, fp);
-		if (strcmp(fp, l->source_fp))
-			loader_reload(l, "SelfCheck: definitions changed");
 	}
 }
 

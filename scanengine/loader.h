@@ -3,8 +3,9 @@
  *
  * The engine always loads a generation of the definitions store
  * (<StateDirectory>/defs, defs/store.h). DatabaseDirectory is where new
- * definitions come from: when its files change (at start, RELOAD, SIGUSR2,
- * SelfCheck) they are imported as a new generation and activated.
+ * definitions come from: when its files changed (looked at on start,
+ * RELOAD and SIGUSR2, never by watching) they are imported as a new
+ * generation and activated.
  *
  * When an engine cannot be brought up, fault 7 is raised with the cause:
  *   - bad definitions (libclamav rejects them, or the loader crashes on
@@ -62,7 +63,7 @@ void loader_engine_ready(struct loader *l, const struct msg_engine_info *info);
 void loader_engine_failed(struct loader *l, enum load_failure cls, const char *why,
 			  const char *dir);
 
-/* loader_tick: retries that are due, SelfCheck. Call every ~100 ms. */
+/* loader_tick: retries that are due. Call every ~100 ms. */
 void loader_tick(struct loader *l);
 
 /* loader_status: add the store's state ("definitions_generation",

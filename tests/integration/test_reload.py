@@ -3,12 +3,13 @@ keeps scanning, then takes over; no request fails across the switch; a
 set that does not load leaves the old one active."""
 
 import os
+import subprocess
 import signal
 import threading
 import time
 import unittest
 
-from harness import EICAR, SLOW, Daemon, tmpdir
+from harness import EICAR, SCANENGINED, SLOW, Daemon, tmpdir
 
 
 class ReloadTest(unittest.TestCase):
@@ -110,13 +111,23 @@ class ReloadTest(unittest.TestCase):
         self.assertEqual(self.scan(self.eicar),
                          self.eicar.encode() + b": Eicar-Test-Signature.UNOFFICIAL FOUND\0")
 
-    def test_selfcheck_notices_changed_definitions(self):
-        self.daemon.stop()
-        self.daemon.cleanup()
-        self.daemon = Daemon(conf={"SelfCheck": "1"}).start()
+    def test_selfcheck_is_refused(self):
+        """Definitions change only through the store or an explicit
+        RELOAD: a file dropped into DatabaseDirectory does nothing until
+        then, and SelfCheck other than 0 is a configuration error."""
         self.add_marker_signature()
-        self.wait_generation(2)
-        self.assertIn(b"FOUND", self.scan(self.marker))
+        time.sleep(1.5)
+        self.assertEqual(self.scan(self.marker), self.marker.encode() + b": OK\0")
+        d = Daemon(conf={"SelfCheck": "600"})
+        try:
+            d.write_conf()
+            r = subprocess.run([SCANENGINED, "--config-file", d.conf_path, "--check-config"],
+                               capture_output=True, text=True)
+            self.assertEqual(r.returncode, 2)
+            self.assertIn("SelfCheck: '600' is out of range (0..0): definitions are activated "
+                          "through the store", r.stderr)
+        finally:
+            d.cleanup()
 
 
 if __name__ == "__main__":

@@ -140,7 +140,7 @@ static void test_defaults(void **state)
 	assert_int_equal(c.load_timeout, 600);
 	assert_int_equal(c.worker_memory_limit, 2ULL << 30);
 	assert_true(c.concurrent_reload);
-	assert_int_equal(c.self_check, 600);
+	assert_int_equal(c.self_check, 0); /* only "off" is accepted */
 	assert_int_equal(c.exclude_path.n, 0);
 	assert_null(c.exclude_path.items);
 	assert_false(c.follow_dir_symlinks);
