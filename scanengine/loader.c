@@ -278,6 +278,50 @@ static uint64_t gen_bytes(const char *dir)
 	return sum;
 }
 
+/* What an engine for definitions of these bytes will take: the last
+ * successful load scaled to the set's size; without one, libclamav's
+ * engines take about twice their files. */
+static uint64_t estimate_engine_bytes(const struct loader *l, uint64_t bytes)
+{
+	if (l->last_rss_kb && l->last_bytes)
+		return (uint64_t)((double)l->last_rss_kb * 1024.0 *
+				  ((double)bytes / (double)l->last_bytes));
+	return bytes * 2;
+}
+
+/* Memory a new engine could use beside everything running now. */
+static uint64_t available_bytes(const struct loader *l)
+{
+	if (l->mem) {
+		uint64_t limit = memlimit_bytes(l->mem), used = memlimit_usage(l->mem);
+
+		return limit > used ? limit - used : 0;
+	}
+	return memlimit_available();
+}
+
+/* Reload beside the running engine when a second one fits (no gap in
+ * scanning), else one at a time (scans wait in the queue) rather than
+ * risk the OOM killer; say which and why. */
+static bool one_at_a_time(const struct loader *l, const char *dir)
+{
+	uint64_t need, avail;
+	bool exclusive;
+
+	if (!pool_ready(l->pool))
+		return false;
+	need = estimate_engine_bytes(l, gen_bytes(dir));
+	avail = available_bytes(l);
+	/* a tenth more: compiling needs more than the engine keeps */
+	exclusive = !l->cfg->concurrent_reload || need + need / 10 > avail;
+	log_info("reload strategy: %s: the new engine needs about %llu MiB, %llu MiB available "
+		 "beside the running one%s",
+		 exclusive ? "one engine at a time" : "concurrent",
+		 (unsigned long long)(need >> 20), (unsigned long long)(avail >> 20),
+		 l->cfg->concurrent_reload ? "" : " (ConcurrentDatabaseReload no)");
+	return exclusive;
+}
+
 static void load_current(struct loader *l, const char *why)
 {
 	unsigned int gen = defs_store_current(l->store);
@@ -290,7 +334,7 @@ static void load_current(struct loader *l, const char *why)
 	}
 	if (defs_store_gen_path(l->store, gen, path, sizeof(path)) < 0)
 		return;
-	r = pool_load(l->pool, path);
+	r = pool_load(l->pool, path, one_at_a_time(l, path));
 	if (r == -EBUSY) {
 		log_info("%s: a definitions load is already in progress", why);
 		return;
@@ -395,22 +439,10 @@ static void failed_memory(struct loader *l, unsigned int gen, const char *why, c
 	uint64_t bytes = gen_bytes(dir), needed, limit = 0, available;
 	char reason[700];
 
-	/* The last successful load is the best estimate, scaled to this set's
-	 * size; without one, libclamav's engines take about twice their
-	 * files. */
-	if (l->last_rss_kb && l->last_bytes)
-		needed = (uint64_t)((double)l->last_rss_kb * 1024.0 *
-				    ((double)bytes / (double)l->last_bytes));
-	else
-		needed = bytes * 2;
-	if (l->mem) {
-		uint64_t used = memlimit_usage(l->mem);
-
+	needed = estimate_engine_bytes(l, bytes);
+	available = available_bytes(l);
+	if (l->mem)
 		limit = memlimit_bytes(l->mem);
-		available = limit > used ? limit - used : 0;
-	} else {
-		available = memlimit_available();
-	}
 	snprintf(reason, sizeof(reason),
 		 "insufficient memory to load definitions generation %u: needs about %llu MiB, "
 		 "%llu MiB available%s%s (%s)",

@@ -110,6 +110,11 @@ struct pool {
 	struct poison *poison;
 	uint64_t created_ms;
 
+	/* one engine at a time: the next load waits for the old engine to be
+	 * gone; jobs queue meanwhile */
+	char *pending_dir;
+	bool switching;
+
 	struct generation *gens; /* newest first */
 	struct generation *active;
 	unsigned int next_gen;
@@ -135,6 +140,8 @@ struct pool {
 
 static void worker_kill(struct worker *w, const char *why);
 static void pool_dispatch(struct pool *p);
+static void fail_queued(struct pool *p, const char *why);
+static void start_pending(struct pool *p);
 
 /* ---- job queue ------------------------------------------------------- */
 
@@ -245,6 +252,7 @@ static void gens_collect(struct pool *p)
 		}
 		pp = &g->next;
 	}
+	start_pending(p);
 }
 
 /* Workers make their scratch directories under TemporaryDirectory as the
@@ -300,16 +308,35 @@ static void worker_spawn(struct worker *w)
 
 /* Retire generation g: idle workers exit now (EOF on their socket), busy
  * ones after their job; the zygote exits on EOF too. */
+static bool gen_spawning(const struct generation *g)
+{
+	for (unsigned int i = 0; i < g->nworkers; i++)
+		if (g->workers[i].state == WK_SPAWNING ||
+		    (g->workers[i].state == WK_DYING && g->workers[i].pid <= 0))
+			return true;
+	return false;
+}
+
+/* A draining generation lets its zygote go (EOF: it exits) once the zygote
+ * has told us the pid of every worker it forked: a worker whose pid we never
+ * learn could never be reaped as ours, and its generation never retired. */
+static void gen_release_zygote(struct generation *g)
+{
+	if (g->state == GEN_DRAINING && g->zsock >= 0 && !gen_spawning(g))
+		zygote_close(g);
+}
+
 static void gen_retire(struct generation *g)
 {
 	g->state = GEN_DRAINING;
-	zygote_close(g);
 	for (unsigned int i = 0; i < g->nworkers; i++) {
 		struct worker *w = &g->workers[i];
 
-		if (w->state == WK_IDLE || w->state == WK_SPAWNING)
+		/* a spawning worker is killed once it is ready (worker_ready) */
+		if (w->state == WK_IDLE)
 			worker_kill(w, NULL);
 	}
+	gen_release_zygote(g);
 }
 
 static void gen_activate(struct generation *g)
@@ -319,6 +346,7 @@ static void gen_activate(struct generation *g)
 
 	g->state = GEN_ACTIVE;
 	p->active = g;
+	p->switching = false;
 	p->st.engine_loads++;
 	p->last_load_error[0] = '\0';
 	log_info("definitions loaded: %u signatures, version %u, in %u ms (engine pid %d, %llu "
@@ -359,6 +387,11 @@ static void gen_failed(struct generation *g, enum load_failure cls, const char *
 		  p->active ? "; the previous definitions stay active" : "");
 	if (p->hooks.engine_failed)
 		p->hooks.engine_failed(p->hooks.arg, cls, why, g->dir);
+	/* jobs that waited for an engine that will not come */
+	if (!p->active && !pool_loading(p)) {
+		p->switching = false;
+		fail_queued(p, p->unavailable[0] ? p->unavailable : "No definitions loaded");
+	}
 }
 
 static int on_zy_ready(void *ctx, struct ipc_msg *m)
@@ -402,9 +435,11 @@ static int on_zy_spawned(void *ctx, struct ipc_msg *m)
 	if (w->state != WK_SPAWNING && w->state != WK_DYING)
 		return 0; /* a retired slot: the worker exits on EOF */
 	if (sp.pid <= 0) {
+		/* no process was made: the slot is simply free again */
 		log_error("engine could not fork worker %u", w->slot);
 		worker_kill(w, NULL);
-		return 0;
+		w->state = WK_EMPTY;
+		goto out;
 	}
 	w->pid = sp.pid;
 	/* The worker may already have died and been reaped as unknown. */
@@ -414,13 +449,15 @@ static int on_zy_spawned(void *ctx, struct ipc_msg *m)
 
 			p->unknown[i] = p->unknown[--p->nunknown];
 			worker_death(w, st);
-			return 0;
+			goto out;
 		}
 	}
 	if (w->state == WK_DYING)
 		kill(w->pid, SIGKILL);
 	else
 		worker_ready(w);
+out:
+	gen_release_zygote(g);
 	return 0;
 }
 
@@ -488,15 +525,12 @@ static void zygote_event(struct ev_handler *h, uint32_t revents)
 
 static void worker_event(struct ev_handler *h, uint32_t revents);
 
-int pool_load(struct pool *p, const char *dir)
+static int gen_start(struct pool *p, const char *dir)
 {
 	struct generation *g;
 	int sv[2], r;
 	pid_t pid;
 
-	for (g = p->gens; g; g = g->next)
-		if (g->state == GEN_LOADING)
-			return -EBUSY;
 	g = calloc(1, sizeof(*g));
 	if (!g)
 		return -ENOMEM;
@@ -574,6 +608,59 @@ err_free:
 	free(g->dir);
 	free(g);
 	return r;
+}
+
+static void fail_queued(struct pool *p, const char *why)
+{
+	while (p->qhead) {
+		struct job *j = p->qhead;
+
+		queue_remove(p, j);
+		job_fail(p, j, why);
+	}
+}
+
+/* A load waiting for the previous engine to be gone starts once nothing of
+ * it is left (its zygote and workers hold the engine's memory). */
+static void start_pending(struct pool *p)
+{
+	char *dir = p->pending_dir;
+	int r;
+
+	if (!dir)
+		return;
+	for (struct generation *g = p->gens; g; g = g->next)
+		if (!g->zygote_exited || gen_has_workers(g))
+			return;
+	p->pending_dir = NULL;
+	r = gen_start(p, dir);
+	if (r < 0) {
+		log_error("cannot start the engine for %s: %s", dir, strerror(-r));
+		p->switching = false;
+		fail_queued(p, p->unavailable[0] ? p->unavailable : "No definitions loaded");
+	}
+	free(dir);
+}
+
+int pool_load(struct pool *p, const char *dir, bool exclusive)
+{
+	struct generation *old = p->active;
+
+	if (pool_loading(p))
+		return -EBUSY;
+	if (!exclusive || !old)
+		return gen_start(p, dir);
+	p->pending_dir = strdup(dir);
+	if (!p->pending_dir)
+		return -ENOMEM;
+	/* Jobs arriving now wait in the queue (MaxQueue bounds it) instead of
+	 * failing: an engine is on its way. */
+	p->switching = true;
+	p->active = NULL;
+	log_info("retiring engine %u before loading %s (one engine at a time)", old->id, dir);
+	gen_retire(old);
+	start_pending(p);
+	return 0;
 }
 
 /* ---- workers ----------------------------------------------------------- */
@@ -727,6 +814,7 @@ static void worker_death(struct worker *w, int status)
 	w->prev_death_ms = util_now_ms();
 	w->state = WK_EMPTY;
 	w->pid = 0;
+	gen_release_zygote(g);
 
 	if (j) {
 		j->worker = NULL;
@@ -780,8 +868,10 @@ static void worker_ready(struct worker *w)
 			 (unsigned long long)(util_now_ms() - w->prev_death_ms), (int)w->prev_pid);
 	else
 		log_debug("worker %d ready", (int)w->pid);
-	if (w->gen != p->active)
+	if (w->gen != p->active) {
 		worker_kill(w, NULL);
+		gen_release_zygote(w->gen);
+	}
 	pool_dispatch(p);
 }
 
@@ -962,6 +1052,8 @@ size_t pool_reset_poison(struct pool *p)
 
 bool pool_loading(const struct pool *p)
 {
+	if (p->pending_dir)
+		return true;
 	for (const struct generation *g = p->gens; g; g = g->next)
 		if (g->state == GEN_LOADING)
 			return true;
@@ -987,6 +1079,7 @@ void pool_free(struct pool *p)
 		free(g);
 	}
 	poison_free(p->poison);
+	free(p->pending_dir);
 	free(p);
 }
 
@@ -1020,7 +1113,7 @@ void pool_submit(struct pool *p, struct job *j)
 		job_fail(p, j, "Service shutting down");
 		return;
 	}
-	if (!p->active) {
+	if (!p->active && !p->switching) {
 		job_fail(p, j, p->unavailable[0] ? p->unavailable : "No definitions loaded");
 		return;
 	}
@@ -1144,7 +1237,7 @@ static void engine_death(struct generation *g, int status)
 	 * fork replacements from. */
 	log_error("engine process %d %s; reloading", (int)g->zpid, how);
 	zygote_close(g);
-	pool_load(p, g->dir);
+	pool_load(p, g->dir, false);
 }
 
 void pool_reap(struct pool *p)

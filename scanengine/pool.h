@@ -68,9 +68,12 @@ struct pool *pool_new(const struct config *cfg, const struct sandbox_identity *i
 void pool_free(struct pool *p);
 
 /* pool_load: start loading a new generation from the definitions in dir.
+ * exclusive: first retire the active engine and wait until it is gone (one
+ * engine in memory at a time, for hosts where two do not fit); jobs queue
+ * meanwhile. Otherwise the active engine serves until the new one is up.
  * The hooks report the outcome. Returns 0, or -EBUSY when a load is already
  * in progress, or -errno when the zygote cannot be started. */
-int pool_load(struct pool *p, const char *dir);
+int pool_load(struct pool *p, const char *dir, bool exclusive);
 
 /* pool_loading: whether a load is in progress. */
 bool pool_loading(const struct pool *p);

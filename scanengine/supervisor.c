@@ -385,6 +385,8 @@ static void hook_status(void *arg, struct json_object *o)
 		json_object_object_add(
 			o, "memory_limit_mechanism",
 			json_object_new_string(memlimit_kind_name(memlimit_kind(s->mem))));
+		json_object_object_add(o, "memory_cgroup",
+				       json_object_new_string(memlimit_path(s->mem)));
 	}
 	loader_status(s->loader, o);
 	pool_status(s->pool, o);

@@ -157,7 +157,7 @@ class Daemon:
     Started in a new session (Ctrl-C on the terminal reaches only the
     benchmark, which then stops the daemon itself)."""
 
-    def __init__(self, kind, rundir, build=None, max_threads=2, sigdir=None):
+    def __init__(self, kind, rundir, build=None, max_threads=2, sigdir=None, extra=()):
         self.kind = kind
         self.dir = os.path.join(rundir, kind)
         os.makedirs(self.dir)
@@ -175,7 +175,8 @@ class Daemon:
             ("DatabaseDirectory", sigdir),
             ("LogFile", self.log),
             ("MaxThreads", str(max_threads)),
-        ] + COMMON_SETTINGS
+        ] + COMMON_SETTINGS + list(extra)
+        self.items = None
         if kind == "clamd":
             tmp = os.path.join(self.dir, "tmp")
             os.makedirs(tmp)
@@ -190,6 +191,7 @@ class Daemon:
                          "--config-file", self.conf, "--foreground"]
         else:
             raise ValueError(kind)
+        self.items = items
         write_conf(self.conf, items)
         # clamdscan only needs to know where the socket is
         write_conf(self.client_conf, [("LocalSocket", self.socket)])

@@ -56,6 +56,7 @@ run() { # NAME SCRIPT ARGS...: run one benchmark, time it, keep its output
 total=$SECONDS
 run "scan throughput" "$here/bench_scan.py" --build "$build" "$@"
 run "memory" "$here/bench_memory.py" --build "$build" "$@"
+run "reload memory" "$here/bench_reload.py" --build "$build" "$@"
 
 echo
 echo "=== summary"

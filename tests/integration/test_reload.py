@@ -4,12 +4,13 @@ set that does not load leaves the old one active."""
 
 import os
 import subprocess
+import sys
 import signal
 import threading
 import time
 import unittest
 
-from harness import EICAR, SCANENGINED, SLOW, Daemon, tmpdir
+from harness import EICAR, ROOT, SCANENGINED, SLOW, Daemon, tmpdir
 
 
 class ReloadTest(unittest.TestCase):
@@ -82,6 +83,20 @@ class ReloadTest(unittest.TestCase):
         self.assertEqual(self.daemon.status()["definitions"]["signatures"], 3)
         self.assertIn("engine 1 retired", self.daemon.read_log())
 
+    def test_reload_right_after_start_retires_the_old_engine(self):
+        """A RELOAD while the first workers are still starting: the old
+        engine must still be retired (its workers' pids arrive late)."""
+        self.daemon.stop()
+        self.daemon.cleanup()
+        self.daemon = Daemon(workers=4)
+        self.daemon.start()
+        self.add_marker_signature()
+        self.assertEqual(self.daemon.command(b"zRELOAD\0"), b"RELOADING\0")
+        self.wait_generation(2)
+        self.daemon.wait_for(lambda: "engine 1 retired" in self.daemon.read_log(), timeout=20,
+                             what="engine 1 retired")
+        self.assertIn(b"FOUND", self.scan(self.marker))
+
     def test_sigusr2_reloads(self):
         self.add_marker_signature()
         self.daemon.proc.send_signal(signal.SIGUSR2)
@@ -132,3 +147,104 @@ class ReloadTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class BigReloadTest(unittest.TestCase):
+    """Reloading a set of over a million signatures while a client scans
+    without pause: no error, no dropped request, with both strategies."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.defs = tmpdir()
+        r = subprocess.run([sys.executable, os.path.join(ROOT, "tests", "bench", "gen_sigs.py"),
+                            cls.defs, "--hash", "1000000", "--body", "1000"],
+                           capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stdout + r.stderr
+        for f in os.listdir(cls.defs):
+            os.chmod(os.path.join(cls.defs, f), 0o644)
+
+    def setUp(self):
+        self.samples = tmpdir()
+        self.eicar = os.path.join(self.samples, "eicar.com")
+        with open(self.eicar, "wb") as fh:
+            fh.write(EICAR)
+        self.clean = os.path.join(self.samples, "clean.txt")
+        with open(self.clean, "w") as fh:
+            fh.write("clean\n")
+
+    def run_reload_under_load(self, d, change_conf=None):
+        want = {self.eicar: self.eicar.encode() + b": Eicar-Test-Signature.UNOFFICIAL FOUND\0",
+                self.clean: self.clean.encode() + b": OK\0"}
+        stop = threading.Event()
+        sent, bad = [0], []
+
+        def client(path):
+            while not stop.is_set():
+                try:
+                    r = d.command(b"zSCAN " + path.encode() + b"\0", timeout=120)
+                except OSError as e:
+                    r = repr(e).encode()
+                sent[0] += 1
+                if r != want[path]:
+                    bad.append(r)
+
+        threads = [threading.Thread(target=client, args=(p,)) for p in (self.eicar, self.clean)]
+        for t in threads:
+            t.start()
+        try:
+            time.sleep(0.5)
+            with open(os.path.join(d.defs, "zz-new.ndb"), "w") as fh:
+                fh.write("Scanengine.Test.New:0:*:%s\n" % os.urandom(12).hex())
+            os.chmod(os.path.join(d.defs, "zz-new.ndb"), 0o644)
+            if change_conf:
+                d.conf.update(change_conf)
+                d.write_conf()
+            before = sent[0]
+            self.assertEqual(d.command(b"zRELOAD\0"), b"RELOADING\0")
+            d.wait_for(lambda: d.status()["engine_loads"] == 2 and len(d.status()["engines"]) == 1,
+                       timeout=180, what="the new engine alone")
+            time.sleep(0.5)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join()
+        self.assertEqual(bad, [])
+        self.assertGreater(sent[0] - before, 0)
+        st = d.status()
+        self.assertEqual(st["worker_crashes"], 0)
+        self.assertEqual(st["engine_load_failures"], 0)
+        self.assertEqual(d.events("raise", 7), [])
+        self.assertIn("engine 1 retired", d.read_log())
+        return st
+
+    def test_concurrent_reload(self):
+        d = Daemon(defs_dir=self.defs)
+        try:
+            d.start(timeout=180)
+            self.run_reload_under_load(d)
+            self.assertIn("reload strategy: concurrent", d.read_log())
+        finally:
+            try:
+                d.stop()
+            finally:
+                d.cleanup()
+
+    @unittest.skipUnless(os.path.exists("/sys/fs/cgroup/memory") or
+                         os.path.exists("/sys/fs/cgroup/cgroup.controllers"), "no memory cgroup")
+    def test_one_at_a_time_when_two_engines_do_not_fit(self):
+        d = Daemon(defs_dir=self.defs, conf={"MemoryLimit": "8G"})
+        try:
+            d.start(timeout=180)
+            used = d.status()["memory_used_bytes"]
+            self.assertGreater(used, 100 << 20)
+            # room for one engine and a half: not for two
+            st = self.run_reload_under_load(d, {"MemoryLimit": str(used * 3 // 2)})
+            self.assertRegex(d.read_log(), r"reload strategy: one engine at a time: the new engine "
+                                           r"needs about \d+ MiB, \d+ MiB available")
+            self.assertIn("retiring engine 1 before loading", d.read_log())
+            self.assertEqual(st["memory_limit_bytes"] // 4096, (used * 3 // 2) // 4096)
+        finally:
+            try:
+                d.stop()
+            finally:
+                d.cleanup()
