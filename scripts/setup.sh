@@ -4,7 +4,7 @@
 # Idempotent; run as root (make deps / make demo / make test call it).
 set -eu
 
-PKGS="gcc make pkg-config libclamav-dev libseccomp-dev libjson-c-dev libcmocka-dev libssl-dev
+PKGS="gcc make pkg-config libclamav-dev libseccomp-dev libjson-c-dev libcmocka-dev libssl-dev libarchive-dev
 clamav clamav-daemon clamdscan clamav-testfiles python3 python3-pyclamd
 libclamav-client-perl gdb"
 
