@@ -91,6 +91,52 @@ int util_write_all(int fd, const void *buf, size_t len)
 	return 0;
 }
 
+int util_copy_fd(int in, int out, uint64_t *copied)
+{
+	bool kernel_copy = true;
+	char *buf = NULL;
+	uint64_t total = 0;
+	ssize_t n;
+	int ret = 0;
+
+	for (;;) {
+		if (kernel_copy) {
+			n = copy_file_range(in, NULL, out, NULL, 1u << 30, 0);
+			if (n < 0 && (errno == EXDEV || errno == EINVAL || errno == ENOSYS ||
+				      errno == EOPNOTSUPP)) {
+				kernel_copy = false;
+				buf = malloc(128 * 1024);
+				if (!buf) {
+					ret = -ENOMEM;
+					goto out;
+				}
+				continue;
+			}
+		} else {
+			n = read(in, buf, 128 * 1024);
+			if (n > 0) {
+				ret = util_write_all(out, buf, (size_t)n);
+				if (ret)
+					goto out;
+			}
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			ret = -errno;
+			goto out;
+		}
+		if (n == 0)
+			break;
+		total += (uint64_t)n;
+	}
+out:
+	free(buf);
+	if (copied)
+		*copied = total;
+	return ret;
+}
+
 ssize_t util_read_all(int fd, void *buf, size_t len)
 {
 	char *p = buf;

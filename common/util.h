@@ -42,6 +42,12 @@ struct iovec;
  * -errno. */
 ssize_t util_sendmsg_fd(int sock, const struct iovec *iov, int iovcnt, int fd, int flags);
 
+/* util_copy_fd: copy in to out from their current offsets to in's end:
+ * copy_file_range (in-kernel, reflinks where the file system can), else
+ * read/write (another file system, an old kernel). *copied (may be NULL)
+ * gets the bytes copied. Returns 0 or -errno. */
+int util_copy_fd(int in, int out, uint64_t *copied);
+
 /* util_read_all: read from fd until EOF or len bytes, retrying on EINTR and
  * short reads. Returns the bytes read or -errno. */
 ssize_t util_read_all(int fd, void *buf, size_t len);

@@ -34,8 +34,7 @@
 #define ERR_LEN		 256
 #define NAME_LEN	 64	    /* "gen-NNNNNN", temporary and quarantine names */
 #define JSON_FILE_MAX	 (4u << 20) /* manifests and reasons are ours and small */
-#define COPY_BUF_LEN	 (128u * 1024)
-#define QUARANTINE_TRIES 1000 /* name suffixes .1, .2, ... on a clash */
+#define QUARANTINE_TRIES 1000	    /* name suffixes .1, .2, ... on a clash */
 
 struct defs_store {
 	int rootfd;
@@ -782,42 +781,6 @@ out_close:
 	return r;
 }
 
-/* Copies in to out from their current offsets: copy_file_range (in-kernel,
- * reflinks where the file system can), read/write where it cannot (another
- * file system, an old kernel). */
-static int copy_fd(int in, int out, char *buf, size_t buflen, uint64_t *copied)
-{
-	bool kernel_copy = true;
-	ssize_t n;
-
-	*copied = 0;
-	for (;;) {
-		if (kernel_copy) {
-			n = copy_file_range(in, NULL, out, NULL, 1u << 30, 0);
-			if (n < 0 && (errno == EXDEV || errno == EINVAL || errno == ENOSYS ||
-				      errno == EOPNOTSUPP)) {
-				kernel_copy = false;
-				continue;
-			}
-		} else {
-			n = read(in, buf, buflen);
-			if (n > 0) {
-				int r = util_write_all(out, buf, (size_t)n);
-
-				if (r)
-					return r;
-			}
-		}
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			return 0;
-		*copied += (uint64_t)n;
-	}
-}
-
 /* SHA-256 of fd's content (from offset 0) as hex, and its size. */
 static int sha256_fd(int fd, char *hex, uint64_t *size)
 {
@@ -832,7 +795,7 @@ static int sha256_fd(int fd, char *hex, uint64_t *size)
 /* Copies srcfd/e->name into stagefd, fsyncs it and fills e's size and
  * SHA-256 from the copy: the manifest describes the bytes the generation
  * holds, whatever happens to the source afterwards. */
-static int import_file(int srcfd, int stagefd, struct src_entry *e, char *buf, char *err)
+static int import_file(int srcfd, int stagefd, struct src_entry *e, char *err)
 {
 	struct stat before, after;
 	uint64_t copied;
@@ -863,7 +826,7 @@ static int import_file(int srcfd, int stagefd, struct src_entry *e, char *buf, c
 		set_err(err, "cannot create the copy of %s: %s", e->name, strerror(-r));
 		goto out_close;
 	}
-	r = copy_fd(in, out, buf, COPY_BUF_LEN, &copied);
+	r = util_copy_fd(in, out, &copied);
 	if (r) {
 		set_err(err, "cannot copy %s: %s", e->name, strerror(-r));
 		goto out_close;
@@ -971,7 +934,7 @@ int defs_store_import_dir(struct defs_store *s, const char *srcdir, unsigned int
 	char stage[NAME_LEN * 2], name[NAME_LEN], fp[DEFS_FINGERPRINT_LEN + 1];
 	struct src_list l = {0};
 	struct json_object *m = NULL;
-	char *buf = NULL, *source = NULL;
+	char *source = NULL;
 	int srcfd, stagefd = -1, r;
 	unsigned int n;
 
@@ -989,13 +952,7 @@ int defs_store_import_dir(struct defs_store *s, const char *srcdir, unsigned int
 		set_err(err, "%s holds no regular files to import", srcdir);
 		goto out_free;
 	}
-	buf = malloc(COPY_BUF_LEN);
 	source = realpath(srcdir, NULL);
-	if (!buf) {
-		r = -ENOMEM;
-		set_err(err, "out of memory");
-		goto out_free;
-	}
 	r = store_lock(s);
 	if (r) {
 		set_err(err, "cannot lock the definitions store: %s", strerror(-r));
@@ -1021,7 +978,7 @@ int defs_store_import_dir(struct defs_store *s, const char *srcdir, unsigned int
 	for (size_t i = 0; i < l.n; i++) {
 		if (l.v[i].skip)
 			continue;
-		r = import_file(srcfd, stagefd, &l.v[i], buf, err);
+		r = import_file(srcfd, stagefd, &l.v[i], err);
 		if (r)
 			goto err_remove_stage;
 	}
@@ -1065,7 +1022,6 @@ out_free:
 	util_close(&stagefd);
 	json_object_put(m);
 	free(source);
-	free(buf);
 	src_list_free(&l);
 	util_close(&srcfd);
 	return r;

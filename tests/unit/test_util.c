@@ -24,6 +24,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
@@ -723,6 +724,56 @@ static void test_rm_rf_deep_tree(void **state)
 			 exists(top) ? "still there" : "gone");
 }
 
+/* util_copy_fd copies a whole file in-kernel between files, falls back to
+ * read/write where copy_file_range refuses (a pipe), and reports errors. */
+static void test_copy_fd(void **state)
+{
+	size_t len = 300 * 1024 + 17;
+	unsigned char *src = malloc(len), *back = malloc(len);
+	uint64_t copied = 0;
+	int in, out, p[2];
+
+	(void)state;
+	assert_non_null(src);
+	assert_non_null(back);
+	for (size_t i = 0; i < len; i++)
+		src[i] = (unsigned char)(i * 7 + (i >> 9));
+	in = memfd_create("in", MFD_CLOEXEC);
+	out = memfd_create("out", MFD_CLOEXEC);
+	assert_true(in >= 0 && out >= 0);
+	assert_int_equal(util_write_all(in, src, len), 0);
+	assert_int_equal(lseek(in, 0, SEEK_SET), 0);
+	assert_int_equal(util_copy_fd(in, out, &copied), 0);
+	assert_int_equal(copied, len);
+	assert_int_equal(pread(out, back, len, 0), (ssize_t)len);
+	assert_memory_equal(src, back, len);
+
+	/* From a pipe: the read/write fallback. */
+	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+	assert_int_equal(util_write_all(p[1], src, 4096), 0);
+	close(p[1]);
+	assert_int_equal(ftruncate(out, 0), 0);
+	assert_int_equal(lseek(out, 0, SEEK_SET), 0);
+	assert_int_equal(util_copy_fd(p[0], out, &copied), 0);
+	assert_int_equal(copied, 4096);
+	assert_int_equal(pread(out, back, 4096, 0), 4096);
+	assert_memory_equal(src, back, 4096);
+	close(p[0]);
+
+	/* An fd not open for writing: the error comes back. */
+	assert_int_equal(lseek(in, 0, SEEK_SET), 0);
+	p[0] = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	assert_true(p[0] >= 0);
+	assert_int_equal(util_copy_fd(in, p[0], NULL), -EBADF);
+	close(p[0]);
+	assert_int_equal(util_copy_fd(-1, out, &copied), -EBADF);
+	assert_int_equal(copied, 0);
+	close(in);
+	close(out);
+	free(src);
+	free(back);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -735,6 +786,7 @@ int main(void)
 		cmocka_unit_test(test_set_cloexec),
 		cmocka_unit_test(test_write_all_large),
 		cmocka_unit_test(test_write_all_errors),
+		cmocka_unit_test(test_copy_fd),
 		cmocka_unit_test(test_close_fds_except),
 		cmocka_unit_test(test_close_fds_except_none),
 		cmocka_unit_test(test_close_fds_except_too_many),
