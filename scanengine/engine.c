@@ -295,66 +295,119 @@ static int check_readable(const char *dir, char *err)
 	return ret;
 }
 
-struct engine *engine_load(const struct config *cfg, const char *dbdir, const char *tmpdir,
-			   struct msg_engine_info *info, char *err)
+static engine_progress_fn progress_fn;
+static void *progress_arg;
+
+void engine_set_progress(engine_progress_fn fn, void *arg)
+{
+	progress_fn = fn;
+	progress_arg = arg;
+}
+
+static cl_error_t sigload_progress_cb(size_t total, size_t done, void *ctx)
+{
+	(void)ctx;
+	if (progress_fn)
+		progress_fn(progress_arg, "load", (uint64_t)done, (uint64_t)total);
+	return CL_SUCCESS;
+}
+
+static cl_error_t compile_progress_cb(size_t total, size_t done, void *ctx)
+{
+	(void)ctx;
+	if (progress_fn)
+		progress_fn(progress_arg, "compile", (uint64_t)done, (uint64_t)total);
+	return CL_SUCCESS;
+}
+
+uint32_t engine_flevel(void)
+{
+	return cl_retflevel();
+}
+
+/* The engine with cfg's settings, nothing loaded yet. */
+static struct engine *engine_create(const struct config *cfg, const char *tmpdir, int *eno,
+				    char *err)
 {
 	struct engine *e;
-	unsigned int sigs = 0, dbopts = CL_DB_STDOPT;
-	uint64_t t0 = util_now_ms();
-	cl_error_t rc;
-	int r, eno = EINVAL;
+	int r;
 
-	memset(info, 0, sizeof(*info));
+	*eno = ENOMEM;
 	e = calloc(1, sizeof(*e));
 	if (!e) {
 		snprintf(err, 512, "out of memory creating the engine");
-		errno = ENOMEM;
 		return NULL;
 	}
 	e->iconv[0] = e->iconv[1] = (iconv_t)-1;
 	e->cl = cl_engine_new();
 	if (!e->cl) {
 		snprintf(err, 512, "out of memory creating the engine");
-		eno = ENOMEM;
 		goto err_free;
 	}
 	r = apply_settings(e, cfg, tmpdir, err);
 	if (r < 0) {
-		eno = -r;
+		*eno = -r;
 		goto err_free;
 	}
-	r = check_readable(dbdir, err);
-	if (r < 0) {
-		eno = -r;
-		goto err_free;
+	if (progress_fn) {
+		cl_engine_set_clcb_sigload_progress(e->cl, sigload_progress_cb, NULL);
+		cl_engine_set_clcb_engine_compile_progress(e->cl, compile_progress_cb, NULL);
 	}
+	return e;
+
+err_free:
+	engine_free(e);
+	return NULL;
+}
+
+static unsigned int load_options(const struct config *cfg, unsigned int lflags)
+{
+	unsigned int dbopts = CL_DB_STDOPT;
+
 	if (!cfg->bytecode)
 		dbopts &= ~(unsigned int)CL_DB_BYTECODE;
-	if (cfg->detect_pua)
+	if (cfg->detect_pua || (lflags & ENGINE_LOAD_ALL_SIGS))
 		dbopts |= CL_DB_PUA;
 	if (!cfg->phishing_signatures)
 		dbopts &= ~(unsigned int)CL_DB_PHISHING;
 	if (!cfg->phishing_scan_urls)
 		dbopts &= ~(unsigned int)CL_DB_PHISHING_URLS;
+	return dbopts;
+}
+
+/* cl_load of path into e, adding to *sigs. Returns 0 or an errno. */
+static int load_one(struct engine *e, const char *path, unsigned int dbopts, unsigned int *sigs,
+		    char *err)
+{
+	cl_error_t rc;
+
 	last_clmsg[0] = '\0';
-	rc = cl_load(dbdir, e->cl, &sigs, dbopts);
+	rc = cl_load(path, e->cl, sigs, dbopts);
 	if (rc != CL_SUCCESS) {
-		eno = cl_to_errno(rc);
-		snprintf(err, 512, "cannot load definitions from %.200s: %s%s%.200s", dbdir,
+		snprintf(err, 512, "cannot load definitions from %.200s: %s%s%.200s", path,
 			 cl_strerror(rc), last_clmsg[0] ? ": " : "", last_clmsg);
-		goto err_free;
+		return cl_to_errno(rc);
 	}
+	return 0;
+}
+
+/* Compile e and fill info; what engine_load and engine_load_files share
+ * after loading. Returns 0 or an errno. */
+static int finish_load(struct engine *e, const char *what, unsigned int sigs, uint64_t t0,
+		       struct msg_engine_info *info, char *err)
+{
+	cl_error_t rc;
+
 	if (sigs == 0) {
-		snprintf(err, 512, "no signatures found in %s", dbdir);
-		eno = ENOENT;
-		goto err_free;
+		snprintf(err, 512, "no signatures found in %s", what);
+		return ENOENT;
 	}
+	last_clmsg[0] = '\0';
 	rc = cl_engine_compile(e->cl);
 	if (rc != CL_SUCCESS) {
-		eno = cl_to_errno(rc);
-		snprintf(err, 512, "cannot compile definitions from %.200s: %s%s%.200s", dbdir,
+		snprintf(err, 512, "cannot compile definitions from %.200s: %s%s%.200s", what,
 			 cl_strerror(rc), last_clmsg[0] ? ": " : "", last_clmsg);
-		goto err_free;
+		return cl_to_errno(rc);
 	}
 	info->sigs = sigs;
 	info->db_version = (uint32_t)cl_engine_get_num(e->cl, CL_ENGINE_DB_VERSION, NULL);
@@ -363,10 +416,73 @@ struct engine *engine_load(const struct config *cfg, const char *dbdir, const ch
 	info->load_ms = (uint32_t)(util_now_ms() - t0);
 	util_strlcpy(info->version, cl_retver(), sizeof(info->version));
 	cl_engine_set_clcb_virus_found(e->cl, virus_found_cb);
+	return 0;
+}
+
+struct engine *engine_load(const struct config *cfg, const char *dbdir, const char *tmpdir,
+			   struct msg_engine_info *info, char *err)
+{
+	struct engine *e;
+	unsigned int sigs = 0;
+	uint64_t t0 = util_now_ms();
+	int r, eno;
+
+	memset(info, 0, sizeof(*info));
+	e = engine_create(cfg, tmpdir, &eno, err);
+	if (!e)
+		goto err;
+	r = check_readable(dbdir, err);
+	if (r < 0) {
+		eno = -r;
+		goto err_free;
+	}
+	eno = load_one(e, dbdir, load_options(cfg, 0), &sigs, err);
+	if (!eno)
+		eno = finish_load(e, dbdir, sigs, t0, info, err);
+	if (eno)
+		goto err_free;
 	return e;
 
 err_free:
 	engine_free(e);
+err:
+	errno = eno;
+	return NULL;
+}
+
+struct engine *engine_load_files(const struct config *cfg, const char *const *paths, size_t n,
+				 unsigned int lflags, uint32_t *sigs, const char *tmpdir,
+				 struct msg_engine_info *info, char *err)
+{
+	unsigned int total = 0, before, dbopts = load_options(cfg, lflags);
+	uint64_t t0 = util_now_ms();
+	struct engine *e;
+	int eno;
+
+	memset(info, 0, sizeof(*info));
+	e = engine_create(cfg, tmpdir, &eno, err);
+	if (!e)
+		goto err;
+	eno = ENOENT;
+	snprintf(err, 512, "no definitions files given");
+	for (size_t i = 0; i < n; i++) {
+		before = total;
+		eno = load_one(e, paths[i], dbopts, &total, err);
+		if (eno)
+			goto err_free;
+		if (sigs)
+			sigs[i] = total - before;
+	}
+	if (n)
+		eno = finish_load(e, n == 1 ? paths[0] : "the definitions set", total, t0, info,
+				  err);
+	if (eno)
+		goto err_free;
+	return e;
+
+err_free:
+	engine_free(e);
+err:
 	errno = eno;
 	return NULL;
 }

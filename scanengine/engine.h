@@ -33,6 +33,29 @@ int engine_global_init(char *err);
 struct engine *engine_load(const struct config *cfg, const char *dbdir, const char *tmpdir,
 			   struct msg_engine_info *info, char *err);
 
+/* engine_load_files: like engine_load, but cl_load each of paths[0..n)
+ * (files or directories) in turn into one engine, so that sigs[i] (sigs
+ * may be NULL) gets the signatures paths[i] contributed, then compile.
+ * lflags: ENGINE_LOAD_ALL_SIGS also loads PUA signatures whatever cfg says,
+ * so that a container's count can be compared with its header (the
+ * validator's test load). Errors as engine_load. */
+#define ENGINE_LOAD_ALL_SIGS 1u
+struct engine *engine_load_files(const struct config *cfg, const char *const *paths, size_t n,
+				 unsigned int lflags, uint32_t *sigs, const char *tmpdir,
+				 struct msg_engine_info *info, char *err);
+
+/* engine_progress_fn: what engine loads report while they run: phase
+ * "load" or "compile", done of total items (libclamav's progress
+ * callbacks; total may be 0 when unknown). */
+typedef void (*engine_progress_fn)(void *arg, const char *phase, uint64_t done, uint64_t total);
+
+/* engine_set_progress: report the progress of engines created after this
+ * call in this process to fn (NULL: none). */
+void engine_set_progress(engine_progress_fn fn, void *arg);
+
+/* engine_flevel: the functionality level of the linked libclamav. */
+uint32_t engine_flevel(void);
+
 /* engine_warm_up: do, once in the zygote, what libclamav and glibc would
  * otherwise do lazily on a worker's first scan and can no longer do inside
  * its sandbox: load iconv modules, initialise OpenSSL. Returns 0 or -EIO

@@ -897,6 +897,63 @@ static void test_load_error_then_scan(void **state)
 	assert_int_equal(r.verdict, VERDICT_VIRUS);
 }
 
+/* engine_load_files: each file's own count; ENGINE_LOAD_ALL_SIGS makes a
+ * real CVD's count equal its header's (test-3.cvd: 11, 4 of them PUA
+ * variants that a default load skips); progress is reported; a bad file
+ * names itself. */
+static unsigned int progress_calls;
+
+static void count_progress(void *arg, const char *phase, uint64_t done, uint64_t total)
+{
+	(void)arg;
+	(void)done;
+	(void)total;
+	assert_true(strcmp(phase, "load") == 0 || strcmp(phase, "compile") == 0);
+	progress_calls++;
+}
+
+static void test_load_files_counts(void **state)
+{
+	struct fx *fx = *state;
+	struct msg_engine_info info;
+	char ndb[256], bad[256], err[512] = "";
+	const char *paths[2] = {"/work/shared/testdata/clamav/test-3.cvd", ndb};
+	uint32_t sigs[2] = {0, 0};
+	struct engine_result r;
+
+	snprintf(ndb, sizeof(ndb), "%s/eicar.ndb", fx->db);
+	assert_int_equal(write_text(ndb, EICAR_NDB SECOND_NDB, 0644), 0);
+	make_cfg(fx, fx->db);
+	fx->e = engine_load_files(&fx->cfg, paths, 2, ENGINE_LOAD_ALL_SIGS, sigs, fx->tmp, &info,
+				  err);
+	if (!fx->e)
+		fail_msg("engine_load_files: %s", err);
+	assert_int_equal(sigs[0], 11);
+	assert_int_equal(sigs[1], 2);
+	assert_int_equal(info.sigs, 13);
+	scan_path(fx->e, fx->eicar, false, &r);
+	assert_int_equal(r.verdict, VERDICT_VIRUS);
+	engine_free(fx->e);
+
+	progress_calls = 0;
+	engine_set_progress(count_progress, NULL);
+	fx->e = engine_load_files(&fx->cfg, paths, 1, 0, sigs, fx->tmp, &info, err);
+	engine_set_progress(NULL, NULL);
+	assert_non_null(fx->e);
+	assert_int_equal(sigs[0], 7);
+	assert_true(progress_calls > 0);
+	engine_free(fx->e);
+
+	snprintf(bad, sizeof(bad), "%s/bad.ndb", fx->db);
+	assert_int_equal(write_text(bad, "Bad:0:0:zz\n", 0644), 0);
+	paths[1] = bad;
+	fx->e = engine_load_files(&fx->cfg, paths, 2, 0, NULL, fx->tmp, &info, err);
+	assert_null(fx->e);
+	assert_int_equal(errno, EINVAL);
+	assert_non_null(strstr(err, "bad.ndb"));
+	assert_int_equal(engine_flevel(), cl_retflevel());
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -925,6 +982,7 @@ int main(void)
 		T(test_load_no_signatures),
 		T(test_load_empty_dir),
 		T(test_load_error_then_scan),
+		T(test_load_files_counts),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
