@@ -602,3 +602,134 @@ out:
 	free(c.made.buf);
 	return rc;
 }
+
+/* Read the current member's data into *buf (grown as needed) or, with buf
+ * NULL, only count it; at most max bytes. */
+static int peek_data(struct ctx *c, const char *name, uint64_t max, char **buf, size_t *len)
+{
+	for (;;) {
+		const void *blk;
+		size_t n;
+		la_int64_t off;
+		int r = archive_read_data_block(c->a, &blk, &n, &off);
+
+		if (r == ARCHIVE_EOF)
+			return 0;
+		if (r != ARCHIVE_OK)
+			return archive_failed(c, name, "reading data");
+		if (n > max - c->res->total_bytes)
+			return refuse(c, -EFBIG, name,
+				      "more than %llu bytes before the wanted member",
+				      (unsigned long long)max);
+		c->res->total_bytes += n;
+		if (buf) {
+			char *p = realloc(*buf, *len + n + 1);
+
+			if (!p)
+				return refuse(c, -ENOMEM, name, "out of memory");
+			memcpy(p + *len, blk, n);
+			*len += n;
+			p[*len] = '\0';
+			*buf = p;
+		}
+		if (util_now_us() >= c->src->deadline)
+			return refuse(c, -ETIMEDOUT, name, "time budget of %llu ms exceeded",
+				      (unsigned long long)c->lim->time_budget_ms);
+	}
+}
+
+static bool has_suffix(const char *name, const char *suffix)
+{
+	size_t n = strlen(name), m = strlen(suffix);
+
+	return n >= m && strcmp(name + n - m, suffix) == 0;
+}
+
+int unpack_peek(int fd, off_t offset, const char *suffix, const struct unpack_limits *lim,
+		char **out, size_t *outlen, char *err)
+{
+	struct unpack_result local;
+	struct ctx c = {.lim = lim, .res = &local, .err = err, .dirfd = -1};
+	uint64_t max;
+	int rc;
+
+	memset(&local, 0, sizeof(local));
+	*out = NULL;
+	*outlen = 0;
+	if (err)
+		err[0] = '\0';
+	if (fd < 0 || offset < 0 || !suffix || !limits_valid(lim))
+		return refuse(&c, -EINVAL, NULL, "invalid arguments");
+	max = lim->max_total_bytes < UNPACK_PEEK_MAX_BYTES ? lim->max_total_bytes
+							   : UNPACK_PEEK_MAX_BYTES;
+	c.src = calloc(1, sizeof(*c.src));
+	c.a = archive_read_new();
+	if (!c.src || !c.a) {
+		rc = refuse(&c, -ENOMEM, NULL, "out of memory");
+		goto out;
+	}
+	rc = source_open(c.src, fd, offset, lim->time_budget_ms);
+	if (rc) {
+		rc = refuse(&c, rc, NULL, "%s", c.src->why);
+		goto out;
+	}
+	if (archive_read_support_filter_gzip(c.a) != ARCHIVE_OK ||
+	    archive_read_support_format_tar(c.a) != ARCHIVE_OK) {
+		rc = refuse(&c, -ENOTSUP, NULL, "libarchive lacks built-in gzip or tar support");
+		goto out;
+	}
+	if (archive_read_open2(c.a, c.src, NULL, source_read, NULL, NULL) != ARCHIVE_OK) {
+		rc = archive_failed(&c, NULL, "not a gzip tar");
+		goto out;
+	}
+	for (unsigned int i = 0;; i++) {
+		struct archive_entry *e;
+		const char *name;
+		int r;
+
+		if (i >= UNPACK_PEEK_MEMBERS) {
+			rc = refuse(&c, -ENOENT, NULL, "no member *%s among the first %u", suffix,
+				    UNPACK_PEEK_MEMBERS);
+			goto out;
+		}
+		r = archive_read_next_header(c.a, &e);
+		if (r == ARCHIVE_EOF) {
+			rc = refuse(&c, -ENOENT, NULL, "no member *%s", suffix);
+			goto out;
+		}
+		if (r != ARCHIVE_OK) {
+			rc = archive_failed(&c, NULL, "reading header");
+			goto out;
+		}
+		name = archive_entry_pathname(e);
+		if (!name || check_name(name)) {
+			rc = refuse(&c, -EPERM, name ? name : "?", "%s",
+				    name ? check_name(name) : "name not readable");
+			goto out;
+		}
+		if (check_kind(e)) {
+			rc = refuse(&c, -EPERM, name, "%s", check_kind(e));
+			goto out;
+		}
+		if (has_suffix(name, suffix)) {
+			rc = peek_data(&c, name, max, out, outlen);
+			if (!rc && !*out)
+				*out = strdup("");
+			if (!rc && !*out)
+				rc = refuse(&c, -ENOMEM, name, "out of memory");
+			goto out;
+		}
+		rc = peek_data(&c, name, max, NULL, NULL);
+		if (rc)
+			goto out;
+	}
+out:
+	if (rc) {
+		free(*out);
+		*out = NULL;
+		*outlen = 0;
+	}
+	archive_read_free(c.a);
+	free(c.src);
+	return rc;
+}

@@ -96,6 +96,22 @@ void unpack_limits_default(struct unpack_limits *lim);
 int unpack_fd(int fd, off_t offset, int dirfd, const struct unpack_limits *lim,
 	      struct unpack_result *res, char *err);
 
+/* unpack_peek: read one member into memory without writing anything: the
+ * first whose name ends in suffix (".info"), which must be among the first
+ * UNPACK_PEEK_MEMBERS members, with at most UNPACK_PEEK_MAX_BYTES (or
+ * lim->max_total_bytes if lower) decompressed up to its end, within the
+ * time budget; names and kinds of the members passed are checked as
+ * unpack_fd does. For the integrity stage, which compares the header with
+ * the .info before anything is unpacked (sigtool puts the .info second,
+ * after COPYING). *out gets a NUL-terminated malloc'd copy, *outlen its
+ * length. Returns 0 or -errno with a reason in err[UNPACK_ERR_LEN]: -ENOENT
+ * no such member, -EFBIG over the byte bound, -EPERM, -EBADMSG, -ETIMEDOUT
+ * as unpack_fd. */
+#define UNPACK_PEEK_MEMBERS   4
+#define UNPACK_PEEK_MAX_BYTES (4ull << 20)
+int unpack_peek(int fd, off_t offset, const char *suffix, const struct unpack_limits *lim,
+		char **out, size_t *outlen, char *err);
+
 /* unpack_known_type: whether name (a bare file name) is a member libclamav
  * reads from a container: a signature database by its extension, compared
  * without regard to case as libclamav does (the CLI_DBEXT list of

@@ -1107,6 +1107,78 @@ static void test_known_type(void **state)
 	assert_false(unpack_known_type(NULL));
 }
 
+/* unpack_peek: the .info of a real container, read without writing; a
+ * member that is not among the first few, a bomb before it, a link before
+ * it and an absent member are refused. */
+static void test_peek(void **state)
+{
+	struct fx *fx = *state;
+	char path[PATH_MAX], *out = NULL;
+	size_t len = 0;
+	int fd, rc;
+
+	join(path, sizeof(path), testdata(), "test-3.cvd");
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	rc = unpack_peek(fd, 512, ".info", &fx->lim, &out, &len, fx->err);
+	close(fd);
+	if (rc)
+		fail_msg("unpack_peek: %s", fx->err);
+	assert_int_equal(strncmp(out, "ClamAV-VDB:22 Jun 2021 20-40 -0400:3:11:81:X:X:", 46), 0);
+	assert_int_equal(len, strlen(out));
+	assert_non_null(strstr(out, "\ntest.ndb:240:"));
+	free(out);
+	assert_int_equal(count_entries(fx->stage), 0);
+
+	{
+		const struct spec s[] = {{K_FILE, "COPYING", "c\n"},
+					 {K_FILE, "a.hdb", "x\n"},
+					 {K_FILE, "b.hdb", "x\n"},
+					 {K_FILE, "c.hdb", "x\n"},
+					 {K_FILE, "t.info", "late\n"}};
+		struct build b = {.specs = s, .n = 5};
+
+		fd = make_file(fx, &b);
+		rc = unpack_peek(fd, 512, ".info", &fx->lim, &out, &len, fx->err);
+		assert_int_equal(rc, -ENOENT);
+		assert_non_null(strstr(fx->err, "among the first 4"));
+		assert_null(out);
+		rc = unpack_peek(fd, 512, ".ldb", &fx->lim, &out, &len, fx->err);
+		assert_int_equal(rc, -ENOENT);
+		rc = unpack_peek(fd, 512, "b.hdb", &fx->lim, &out, &len, fx->err);
+		assert_int_equal(rc, 0);
+		assert_string_equal(out, "x\n");
+		free(out);
+		close(fd);
+	}
+	{
+		const struct spec s[] = {{K_ZEROS, "COPYING", NULL, 10000000000ull},
+					 {K_FILE, "t.info", "x\n"}};
+		struct build b = {.specs = s, .n = 2, .format = ARCHIVE_FORMAT_TAR_GNUTAR};
+		pid_t pid;
+		uint64_t t0 = util_now_us();
+
+		fd = make_pipe(&b, &pid);
+		rc = unpack_peek(fd, 512, ".info", &fx->lim, &out, &len, fx->err);
+		close(fd);
+		reap(pid);
+		assert_int_equal(rc, -EFBIG);
+		assert_non_null(strstr(fx->err, "COPYING"));
+		assert_true(util_now_us() - t0 < 1000000);
+	}
+	{
+		const struct spec s[] = {{K_SYMLINK, "COPYING", NULL, 0, "/etc/passwd"},
+					 {K_FILE, "t.info", "x\n"}};
+		struct build b = {.specs = s, .n = 2};
+
+		fd = make_file(fx, &b);
+		rc = unpack_peek(fd, 512, ".info", &fx->lim, &out, &len, fx->err);
+		close(fd);
+		assert_int_equal(rc, -EPERM);
+	}
+	assert_int_equal(count_entries(fx->stage), 0);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -1137,6 +1209,7 @@ int main(void)
 		T(test_planted_symlink),
 		T(test_bad_arguments),
 		T(test_known_type),
+		T(test_peek),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
