@@ -5,6 +5,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -310,4 +312,37 @@ static int rm_rf_at(int parent, const char *name, int depth)
 int util_rm_rf(const char *path)
 {
 	return rm_rf_at(AT_FDCWD, path, 0);
+}
+
+static unsigned int crash_count;
+
+void util_crash_point(const char *name)
+{
+	static int mode = -1; /* -1 unread, 0 off, 1 by number, 2 by name */
+	static uint64_t at;
+	static const char *at_name;
+	const char *env;
+
+	crash_count++;
+	if (mode < 0) {
+		env = getenv("SCANENGINE_CRASH_POINT");
+		mode = 0;
+		if (env && *env) {
+			at_name = env;
+			mode = util_parse_u64(env, &at) == 0 ? 1 : 2;
+		}
+	}
+	if ((mode == 1 && crash_count == at) || (mode == 2 && name && !strcmp(name, at_name))) {
+		if (getenv("SCANENGINE_CRASH_POINT_LOG"))
+			dprintf(2, "crash point %u (%s): SIGKILL\n", crash_count,
+				name ? name : "?");
+		raise(SIGKILL);
+	}
+	if (mode && getenv("SCANENGINE_CRASH_POINT_LOG"))
+		dprintf(2, "crash point %u: %s\n", crash_count, name ? name : "?");
+}
+
+unsigned int util_crash_points(void)
+{
+	return crash_count;
 }

@@ -70,4 +70,17 @@ int util_mkdir_p(const char *path, mode_t mode);
  * met. */
 int util_rm_rf(const char *path);
 
+/* util_crash_point: fault injection for the crash-safety tests. Every call
+ * counts one point passed (in this process); when the environment names
+ * this point, as SCANENGINE_CRASH_POINT=<n> (the n-th call, from 1) or
+ * SCANENGINE_CRASH_POINT=<name> (the first call with that name), the
+ * process kills itself with SIGKILL there, as a power cut or the OOM
+ * killer would. Without the variable it only counts. name: the labelled
+ * step, e.g. "store.activate.renamed". */
+void util_crash_point(const char *name);
+
+/* util_crash_points: how many points this process has passed (for tests
+ * that enumerate them). */
+unsigned int util_crash_points(void);
+
 #endif

@@ -774,6 +774,42 @@ static void test_copy_fd(void **state)
 	free(back);
 }
 
+/* util_crash_point: the n-th point, or the named one, kills the process
+ * with SIGKILL; without the variable nothing happens. */
+static int crash_child(const char *env, unsigned int calls)
+{
+	int status;
+	pid_t pid = fork();
+
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		if (env)
+			setenv("SCANENGINE_CRASH_POINT", env, 1);
+		for (unsigned int i = 0; i < calls; i++)
+			util_crash_point(i == 2 ? "third" : "other");
+		_exit(util_crash_points() == calls ? 0 : 1);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	return status;
+}
+
+static void test_crash_point(void **state)
+{
+	int st;
+
+	(void)state;
+	st = crash_child(NULL, 5);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	st = crash_child("2", 5);
+	assert_true(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+	st = crash_child("6", 5);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	st = crash_child("third", 5);
+	assert_true(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+	st = crash_child("third", 2);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -787,6 +823,7 @@ int main(void)
 		cmocka_unit_test(test_write_all_large),
 		cmocka_unit_test(test_write_all_errors),
 		cmocka_unit_test(test_copy_fd),
+		cmocka_unit_test(test_crash_point),
 		cmocka_unit_test(test_close_fds_except),
 		cmocka_unit_test(test_close_fds_except_none),
 		cmocka_unit_test(test_close_fds_except_too_many),
