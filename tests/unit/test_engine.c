@@ -15,6 +15,7 @@
 #include "common/config.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "tests/unit/testdata.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -34,7 +35,6 @@
 #include <sys/wait.h>
 
 #define NOBODY_ID 65534
-#define HDB_PATH  "/work/shared/testdata/clamav/clamav.hdb"
 #define TESTFILES "/usr/share/clamav-testfiles"
 #define EICAR_HEX                                                                                  \
 	"58354f2150254041505b345c505a58353428505e2937434329377d2445494341522d5354414e444152442d41" \
@@ -194,10 +194,12 @@ static void db_add(struct fx *fx, const char *name, const char *text)
 
 static void db_add_hdb(struct fx *fx)
 {
-	char p[256];
+	char p[256], src[800];
 
 	snprintf(p, sizeof(p), "%s/clamav.hdb", fx->db);
-	assert_int_equal(copy_file(HDB_PATH, p), 0);
+	assert_non_null(testdata_dir());
+	snprintf(src, sizeof(src), "%s/clamav.hdb", testdata_dir());
+	assert_int_equal(copy_file(src, p), 0);
 }
 
 /* hdb + EICAR ndb, loaded with the defaults. */
@@ -917,10 +919,13 @@ static void test_load_files_counts(void **state)
 	struct fx *fx = *state;
 	struct msg_engine_info info;
 	char ndb[256], bad[256], err[512] = "";
-	const char *paths[2] = {"/work/shared/testdata/clamav/test-3.cvd", ndb};
+	char cvd[800];
+	const char *paths[2] = {cvd, ndb};
 	uint32_t sigs[2] = {0, 0};
 	struct engine_result r;
 
+	assert_non_null(testdata_dir());
+	snprintf(cvd, sizeof(cvd), "%s/test-3.cvd", testdata_dir());
 	snprintf(ndb, sizeof(ndb), "%s/eicar.ndb", fx->db);
 	assert_int_equal(write_text(ndb, EICAR_NDB SECOND_NDB, 0644), 0);
 	make_cfg(fx, fx->db);

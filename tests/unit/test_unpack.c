@@ -3,7 +3,7 @@
  * Each test gets a private tree /tmp/test_unpack.XXXXXX holding the
  * staging directory ("stage", the dirfd given to unpack_fd) and the
  * container being unpacked. Good input: the real signed test-N.cvd and
- * bytecode.cvd of /work/shared/testdata/clamav (or $SE_TESTDATA), compared
+ * bytecode.cvd of the shared testdata/clamav (tests/unit/testdata.h), compared
  * member by member with what GNU tar extracts from them. Bad input is built
  * here with libarchive's write side, behind a fake 512-byte header like a
  * real container's, either into a file or, for the streams too big to
@@ -15,6 +15,7 @@
  * exist next to it or under /tmp with the unique names the escape attempts
  * aimed at. */
 #include "defs/unpack.h"
+#include "tests/unit/testdata.h"
 
 #include "common/util.h"
 
@@ -57,9 +58,11 @@ struct fx {
 
 static const char *testdata(void)
 {
-	const char *d = getenv("SE_TESTDATA");
+	const char *d = testdata_dir();
 
-	return d && *d ? d : "/work/shared/testdata/clamav";
+	if (!d)
+		fail_msg("shared testdata/clamav not found (set SCANENGINE_TESTDATA)");
+	return d;
 }
 
 static void join(char *buf, size_t len, const char *a, const char *b)
