@@ -15,7 +15,7 @@ DESTDIR ?=
 CC      ?= cc
 PYTHON  ?= /usr/bin/python3
 
-PKGS := libclamav libseccomp json-c libcrypto libarchive
+PKGS := libclamav libseccomp json-c libcrypto libarchive libmagic
 
 WARN := -Wall -Wextra -Werror -Wshadow -Wformat=2 \
 	-Wstrict-prototypes -Wmissing-prototypes -Wpointer-arith -Wvla \

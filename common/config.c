@@ -165,6 +165,16 @@ static const struct key keys[] = {
 	K_UINT("KeepGenerations", keep_generations, "3", 2, 100),
 	K_UINT("LoadRetryInterval", load_retry_interval, "5", 1, 3600),
 
+	/* definitions validation (all new) */
+	K_PATH("CertsDirectory", certs_dir, "/etc/scanengine/certs"),
+	K_BOOL("AllowUnsignedDefinitions", allow_unsigned, "no"),
+	K_BOOL("RequireSignFile", require_sign, "no"),
+	K_UINT("MaxDefinitionEntries", max_def_entries, "10000", 1, 1000000),
+	K_PATH("CanaryDirectory", canary_dir, NULL),
+	K_PATH("CleanCorpusDirectory", clean_corpus_dir, NULL),
+	K_SIZE("ValidatorMemoryLimit", validator_memory_limit, "8G"), /* 0 stays 0: none */
+	K_UINT("ValidatorTimeout", validator_timeout, "600", 1, 86400),
+
 	/* path scanning */
 	K_REGEX("ExcludePath", exclude_path),
 	K_BOOL("FollowDirectorySymlinks", follow_dir_symlinks, "no"),

@@ -77,6 +77,16 @@ struct config {
 	unsigned int keep_generations;	    /* KeepGenerations: definitions sets kept */
 	unsigned int load_retry_interval;   /* LoadRetryInterval: first retry of a failed load, s */
 
+	/* definitions validation (new keys) */
+	char *certs_dir;		 /* CertsDirectory: CAs that .sign files chain to */
+	bool allow_unsigned;		 /* AllowUnsignedDefinitions */
+	bool require_sign;		 /* RequireSignFile */
+	unsigned int max_def_entries;	 /* MaxDefinitionEntries */
+	char *canary_dir;		 /* CanaryDirectory: files every set must detect */
+	char *clean_corpus_dir;		 /* CleanCorpusDirectory: files no set may detect */
+	uint64_t validator_memory_limit; /* ValidatorMemoryLimit: test load, bytes; 0 none */
+	unsigned int validator_timeout;	 /* ValidatorTimeout, seconds */
+
 	/* path scanning */
 	struct config_list exclude_path; /* ExcludePath (POSIX extended regex) */
 	bool follow_dir_symlinks;	 /* FollowDirectorySymlinks */

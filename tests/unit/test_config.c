@@ -188,6 +188,42 @@ static void test_defaults(void **state)
 	config_free(&c);
 }
 
+/* The keys of definitions validation: defaults and values. */
+static void test_validation_keys(void **state)
+{
+	struct config c;
+
+	assert_int_equal(config_defaults(&c), 0);
+	assert_string_equal(c.certs_dir, "/etc/scanengine/certs");
+	assert_false(c.allow_unsigned);
+	assert_false(c.require_sign);
+	assert_int_equal(c.max_def_entries, 10000);
+	assert_null(c.canary_dir);
+	assert_null(c.clean_corpus_dir);
+	assert_int_equal(c.validator_memory_limit, 8ULL << 30);
+	assert_int_equal(c.validator_timeout, 600);
+	config_free(&c);
+	expect_ok(*state,
+		  "CertsDirectory /opt/certs\n"
+		  "AllowUnsignedDefinitions yes\n"
+		  "RequireSignFile yes\n"
+		  "MaxDefinitionEntries 500\n"
+		  "CanaryDirectory /srv/canary\n"
+		  "CleanCorpusDirectory /srv/clean\n"
+		  "ValidatorMemoryLimit 2G\n"
+		  "ValidatorTimeout 30\n",
+		  &c);
+	assert_string_equal(c.certs_dir, "/opt/certs");
+	assert_true(c.allow_unsigned);
+	assert_true(c.require_sign);
+	assert_int_equal(c.max_def_entries, 500);
+	assert_string_equal(c.canary_dir, "/srv/canary");
+	assert_string_equal(c.clean_corpus_dir, "/srv/clean");
+	assert_int_equal(c.validator_memory_limit, 2ULL << 30);
+	assert_int_equal(c.validator_timeout, 30);
+	config_free(&c);
+}
+
 static void test_empty_file(void **state)
 {
 	struct config c;
@@ -908,6 +944,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		T(test_defaults),
+		T(test_validation_keys),
 		T(test_empty_file),
 		T(test_every_type),
 		T(test_unknown_key),
