@@ -194,7 +194,7 @@ static void db_add(struct fx *fx, const char *name, const char *text)
 
 static void db_add_hdb(struct fx *fx)
 {
-	char p[256], src[800];
+	char p[256], src[PATH_MAX + 32];
 
 	snprintf(p, sizeof(p), "%s/clamav.hdb", fx->db);
 	assert_non_null(testdata_dir());
@@ -919,7 +919,7 @@ static void test_load_files_counts(void **state)
 	struct fx *fx = *state;
 	struct msg_engine_info info;
 	char ndb[256], bad[256], err[512] = "";
-	char cvd[800];
+	char cvd[PATH_MAX + 32];
 	const char *paths[2] = {cvd, ndb};
 	uint32_t sigs[2] = {0, 0};
 	struct engine_result r;
