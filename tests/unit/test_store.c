@@ -8,7 +8,11 @@
  *
  * Cases that need another identity (nobody) or a second process holding
  * the store lock run in a forked child that never calls cmocka: it prints
- * what went wrong to stderr and _exit()s non-zero. */
+ * what went wrong to stderr and _exit()s non-zero.
+ *
+ * The crash-safety test runs this binary again ("--crash-child ROOT SRC")
+ * as a writer that util_crash_point kills (SCANENGINE_CRASH_POINT=n), one
+ * process per point, and checks what the next open finds. */
 #include "defs/store.h"
 
 #include <setjmp.h>
@@ -27,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -61,6 +66,9 @@ static void rm_tree(const char *path)
 {
 	nftw(path, rm_cb, 32, FTW_DEPTH | FTW_PHYS);
 }
+
+/* snprintf into an array that must not truncate. */
+#define FMT(buf, ...) assert_true((size_t)snprintf(buf, sizeof(buf), __VA_ARGS__) < sizeof(buf))
 
 static void join(char *buf, size_t len, const char *a, const char *b)
 {
@@ -187,7 +195,7 @@ static void gen_dir(const struct fx *fx, unsigned int gen, char *buf, size_t len
 static unsigned int import_ok(struct fx *fx, const char *src)
 {
 	unsigned int gen = 0;
-	int r = defs_store_import_dir(fx->s, src, &gen, fx->err);
+	int r = defs_store_import_dir(fx->s, src, NULL, &gen, fx->err);
 
 	if (r)
 		fail_msg("import of %s: %d (%s)", src, r, fx->err);
@@ -532,7 +540,7 @@ static void test_import_empty(void **state)
 
 	/* nothing at all */
 	fx->err[0] = '\0';
-	assert_int_equal(defs_store_import_dir(fx->s, fx->src, &gen, fx->err), -ENOENT);
+	assert_int_equal(defs_store_import_dir(fx->s, fx->src, NULL, &gen, fx->err), -ENOENT);
 	assert_true(fx->err[0] != '\0');
 	assert_int_equal(gen, 777);
 
@@ -542,12 +550,12 @@ static void test_import_empty(void **state)
 	write_text(path, "inner.cvd", "inner");
 	write_text(fx->src, ".hidden.cvd", "hidden");
 	fx->err[0] = '\0';
-	assert_int_equal(defs_store_import_dir(fx->s, fx->src, &gen, fx->err), -ENOENT);
+	assert_int_equal(defs_store_import_dir(fx->s, fx->src, NULL, &gen, fx->err), -ENOENT);
 	assert_true(fx->err[0] != '\0');
 
 	/* no such directory */
 	join(path, sizeof(path), fx->base, "missing");
-	assert_int_equal(defs_store_import_dir(fx->s, path, &gen, fx->err), -ENOENT);
+	assert_int_equal(defs_store_import_dir(fx->s, path, NULL, &gen, fx->err), -ENOENT);
 
 	assert_int_equal(gen, 777);
 	list = defs_store_list_json(fx->s);
@@ -1209,9 +1217,1001 @@ static void test_open_errors(void **state)
 	wait_ok(pid);
 }
 
+/* ---- import metadata ---- */
+
+static unsigned int import_meta_ok(struct fx *fx, const char *src, struct json_object *meta)
+{
+	unsigned int gen = 0;
+	int r = defs_store_import_dir(fx->s, src, meta, &gen, fx->err);
+
+	if (r)
+		fail_msg("import of %s: %d (%s)", src, r, fx->err);
+	assert_true(gen > 0);
+	return gen;
+}
+
+static size_t list_length(const struct fx *fx)
+{
+	struct json_object *list = defs_store_list_json(fx->s);
+	size_t n;
+
+	assert_non_null(list);
+	n = json_object_array_length(list);
+	json_object_put(list);
+	return n;
+}
+
+/* The members of meta follow the standard ones, in order; the listing
+ * carries copies of the four it knows. */
+static void test_import_meta(void **state)
+{
+	struct fx *fx = *state;
+	static const char *const want_keys[] = {
+		"manifest_version", "generation", "created",   "source",     "files",  "skipped",
+		"fingerprint",	    "origin",	  "databases", "engine_kib", "forced", "custom",
+	};
+	struct json_object *meta, *dbs, *m, *list, *e;
+	char a[PATH_MAX], b[PATH_MAX];
+	unsigned int g, g2;
+	size_t i = 0;
+
+	make_src(fx, "a", "one", a, sizeof(a));
+	meta = json_object_new_object();
+	json_object_object_add(meta, "origin", json_object_new_string("mirror.example"));
+	dbs = json_object_new_array();
+	json_object_array_add(dbs, json_object_new_string("main"));
+	json_object_array_add(dbs, json_object_new_string("daily"));
+	json_object_object_add(meta, "databases", dbs);
+	json_object_object_add(meta, "engine_kib", json_object_new_int(123456));
+	json_object_object_add(meta, "forced", json_object_new_array());
+	json_object_object_add(meta, "custom", json_object_new_string("kept"));
+	g = import_meta_ok(fx, a, meta);
+
+	m = defs_store_manifest(fx->s, g);
+	assert_non_null(m);
+	{
+		json_object_object_foreach(m, key, val)
+		{
+			assert_true(i < sizeof(want_keys) / sizeof(want_keys[0]));
+			assert_string_equal(key, want_keys[i]);
+			i++;
+		}
+	}
+	assert_int_equal(i, sizeof(want_keys) / sizeof(want_keys[0]));
+	assert_string_equal(member_str(m, "origin"), "mirror.example");
+	assert_int_equal(member_int(m, "engine_kib"), 123456);
+	assert_string_equal(member_str(m, "custom"), "kept");
+	json_object_put(m);
+
+	/* wrong types are not carried into the listing */
+	make_src(fx, "b", "two", b, sizeof(b));
+	meta = json_object_new_object();
+	json_object_object_add(meta, "origin", json_object_new_int(5));
+	json_object_object_add(meta, "databases", json_object_new_string("main"));
+	json_object_object_add(meta, "engine_kib", json_object_new_double(1.5));
+	g2 = import_meta_ok(fx, b, meta);
+
+	list = defs_store_list_json(fx->s);
+	assert_non_null(list);
+	assert_int_equal(json_object_array_length(list), 2);
+	e = json_object_array_get_idx(list, 0);
+	assert_int_equal(member_int(e, "generation"), g2);
+	assert_false(json_object_object_get_ex(e, "origin", NULL));
+	assert_false(json_object_object_get_ex(e, "databases", NULL));
+	assert_false(json_object_object_get_ex(e, "forced", NULL));
+	assert_true(json_object_is_type(member(e, "engine_kib"), json_type_double));
+	e = json_object_array_get_idx(list, 1);
+	assert_int_equal(member_int(e, "generation"), g);
+	assert_string_equal(member_str(e, "origin"), "mirror.example");
+	assert_int_equal(member_int(e, "engine_kib"), 123456);
+	dbs = member(e, "databases");
+	assert_true(json_object_is_type(dbs, json_type_array));
+	assert_int_equal(json_object_array_length(dbs), 2);
+	assert_string_equal(json_object_get_string(json_object_array_get_idx(dbs, 1)), "daily");
+	assert_true(json_object_is_type(member(e, "forced"), json_type_array));
+	assert_false(json_object_object_get_ex(e, "custom", NULL));
+	json_object_put(list);
+	/* the listing holds copies: the manifests are untouched */
+	m = defs_store_manifest(fx->s, g);
+	assert_non_null(m);
+	assert_int_equal(json_object_array_length(member(m, "databases")), 2);
+	json_object_put(m);
+}
+
+/* meta may not name a standard member, nor be anything but an object;
+ * it is taken over on every failure (LeakSanitizer checks). */
+static void test_import_meta_errors(void **state)
+{
+	struct fx *fx = *state;
+	static const char *const keys[] = {"manifest_version", "generation", "created",
+					   "source",	       "files",	     "skipped",
+					   "fingerprint"};
+	struct json_object *meta;
+	char a[PATH_MAX], path[PATH_MAX];
+	unsigned int gen = 777;
+
+	make_src(fx, "a", "one", a, sizeof(a));
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+		meta = json_object_new_object();
+		json_object_object_add(meta, "origin", json_object_new_string("x"));
+		json_object_object_add(meta, keys[i], json_object_new_int(1));
+		fx->err[0] = '\0';
+		assert_int_equal(defs_store_import_dir(fx->s, a, meta, &gen, fx->err), -EINVAL);
+		assert_non_null(strstr(fx->err, keys[i]));
+	}
+	meta = json_object_new_array();
+	assert_int_equal(defs_store_import_dir(fx->s, a, meta, &gen, fx->err), -EINVAL);
+	/* taken over when the import fails for another reason too */
+	join(path, sizeof(path), fx->base, "missing");
+	meta = json_object_new_object();
+	json_object_object_add(meta, "origin", json_object_new_string("x"));
+	assert_int_equal(defs_store_import_dir(fx->s, path, meta, &gen, fx->err), -ENOENT);
+	assert_int_equal(gen, 777);
+	assert_int_equal(list_length(fx), 0);
+	assert_true(staging_empty(fx));
+	/* NULL stays fine */
+	assert_int_equal(import_meta_ok(fx, a, NULL), 1);
+}
+
+/* meta {"expected_files": {a.cvd: <sha>, b.cvd: <sha>}} for the sources
+ * a.cvd = "alpha", b.cvd = "bravo" (upper case: any case matches). */
+static struct json_object *expected_meta(bool upper, const char *extra)
+{
+	struct json_object *meta = json_object_new_object(), *ef = json_object_new_object();
+	char sha[65];
+
+	sha256_hex("alpha", 5, sha);
+	json_object_object_add(ef, "a.cvd", json_object_new_string(sha));
+	sha256_hex("bravo", 5, sha);
+	if (upper)
+		for (char *p = sha; *p; p++)
+			if (*p >= 'a' && *p <= 'f')
+				*p = (char)(*p - 32);
+	json_object_object_add(ef, "b.cvd", json_object_new_string(sha));
+	if (extra) {
+		sha256_hex(extra, strlen(extra), sha);
+		json_object_object_add(ef, extra, json_object_new_string(sha));
+	}
+	json_object_object_add(meta, "expected_files", ef);
+	json_object_object_add(meta, "origin", json_object_new_string("validated"));
+	return meta;
+}
+
+static void expect_import_fails(struct fx *fx, const char *src, struct json_object *meta, int want,
+				const char *reason)
+{
+	unsigned int gen = 777;
+	size_t before = list_length(fx);
+
+	fx->err[0] = '\0';
+	assert_int_equal(defs_store_import_dir(fx->s, src, meta, &gen, fx->err), want);
+	if (reason && strcmp(fx->err, reason))
+		fail_msg("reason \"%s\", want \"%s\"", fx->err, reason);
+	assert_int_equal(gen, 777);
+	assert_int_equal(list_length(fx), before); /* no generation appeared */
+	assert_true(staging_empty(fx));
+}
+
+static void test_import_expected_files(void **state)
+{
+	struct fx *fx = *state;
+	struct json_object *m, *ef;
+	char path[PATH_MAX];
+	unsigned int g;
+
+	write_text(fx->src, "a.cvd", "alpha");
+	write_text(fx->src, "b.cvd", "bravo");
+	write_text(fx->src, ".hidden", "skipped, so not expected");
+	g = import_meta_ok(fx, fx->src, expected_meta(true, NULL));
+	m = defs_store_manifest(fx->s, g);
+	assert_non_null(m);
+	assert_false(json_object_object_get_ex(m, "expected_files", NULL)); /* not copied */
+	assert_string_equal(member_str(m, "origin"), "validated");
+	assert_int_equal(json_object_array_length(member(m, "files")), 2);
+	json_object_put(m);
+
+	/* changed after validation (same size) */
+	write_text(fx->src, "b.cvd", "brav0");
+	expect_import_fails(fx, fx->src, expected_meta(false, NULL), -EBADMSG,
+			    "file b.cvd changed since it was validated");
+	write_text(fx->src, "b.cvd", "bravo");
+
+	/* a file added after validation */
+	write_text(fx->src, "c.cvd", "charlie");
+	expect_import_fails(fx, fx->src, expected_meta(false, NULL), -EBADMSG,
+			    "file c.cvd was not validated");
+	join(path, sizeof(path), fx->src, "c.cvd");
+	assert_int_equal(unlink(path), 0);
+
+	/* a file validated but gone, or no longer a regular file */
+	expect_import_fails(fx, fx->src, expected_meta(false, "d.cvd"), -EBADMSG,
+			    "file d.cvd is missing");
+	join(path, sizeof(path), fx->src, "d.cvd");
+	assert_int_equal(symlink("a.cvd", path), 0);
+	expect_import_fails(fx, fx->src, expected_meta(false, "d.cvd"), -EBADMSG,
+			    "file d.cvd is missing");
+	assert_int_equal(unlink(path), 0);
+
+	/* malformed expectations */
+	m = json_object_new_object();
+	json_object_object_add(m, "expected_files", json_object_new_array());
+	expect_import_fails(fx, fx->src, m, -EINVAL, NULL);
+	m = json_object_new_object();
+	ef = json_object_new_object();
+	json_object_object_add(ef, "a.cvd", json_object_new_string("abc"));
+	json_object_object_add(m, "expected_files", ef);
+	expect_import_fails(fx, fx->src, m, -EINVAL, NULL);
+	assert_non_null(strstr(fx->err, "a.cvd"));
+	m = json_object_new_object();
+	ef = json_object_new_object();
+	json_object_object_add(ef, "a.cvd", json_object_new_int(1));
+	json_object_object_add(m, "expected_files", ef);
+	expect_import_fails(fx, fx->src, m, -EINVAL, NULL);
+
+	/* what was validated is still importable, under the next number */
+	assert_int_equal(import_meta_ok(fx, fx->src, expected_meta(false, NULL)), g + 1);
+}
+
+static void test_manifest(void **state)
+{
+	struct fx *fx = *state;
+	char a[PATH_MAX], gdir[PATH_MAX], path[PATH_MAX], fp[65];
+	struct json_object *m;
+	unsigned int g;
+
+	make_src(fx, "a", "one", a, sizeof(a));
+	g = import_ok(fx, a);
+	m = defs_store_manifest(fx->s, g);
+	assert_non_null(m);
+	assert_int_equal(member_int(m, "generation"), g);
+	assert_int_equal(defs_store_fingerprint(fx->s, g, fp), 0);
+	assert_string_equal(member_str(m, "fingerprint"), fp);
+	json_object_put(m);
+
+	errno = 0;
+	assert_null(defs_store_manifest(fx->s, 0));
+	assert_int_equal(errno, ENOENT);
+	errno = 0;
+	assert_null(defs_store_manifest(fx->s, g + 1));
+	assert_int_equal(errno, ENOENT);
+
+	gen_dir(fx, g, gdir, sizeof(gdir));
+	write_text(gdir, "manifest.json", "[1, 2]");
+	errno = 0;
+	assert_null(defs_store_manifest(fx->s, g));
+	assert_int_equal(errno, EBADMSG);
+	join(path, sizeof(path), gdir, "manifest.json");
+	assert_int_equal(unlink(path), 0);
+	errno = 0;
+	assert_null(defs_store_manifest(fx->s, g));
+	assert_int_equal(errno, EBADMSG);
+}
+
+/* ---- work directories ---- */
+
+/* Whether name is "work-<pid>-<seq>-<tag>"; the seq into *seq. */
+static bool is_work_name(const char *name, pid_t pid, const char *tag, unsigned int *seq)
+{
+	char prefix[64];
+	size_t n;
+
+	n = (size_t)snprintf(prefix, sizeof(prefix), "work-%ld-", (long)pid);
+	if (strncmp(name, prefix, n))
+		return false;
+	name += n;
+	*seq = 0;
+	for (n = 0; name[n] >= '0' && name[n] <= '9'; n++)
+		*seq = *seq * 10 + (unsigned int)(name[n] - '0');
+	return n > 0 && name[n] == '-' && !strcmp(name + n + 1, tag);
+}
+
+static void test_make_work(void **state)
+{
+	struct fx *fx = *state;
+	char path[PATH_MAX], path2[PATH_MAX], staging[PATH_MAX], small[16], a[PATH_MAX];
+	char long_tag[100], want_tag[33];
+	unsigned int seq1, seq2;
+	struct stat st;
+	mode_t old;
+
+	join(staging, sizeof(staging), fx->root, "staging");
+	old = umask(0277); /* even so: rwx for its owner */
+	assert_int_equal(defs_store_make_work(fx->s, "validate", NOBODY_ID, NOBODY_ID, path,
+					      sizeof(path), fx->err),
+			 0);
+	umask(old);
+	assert_int_equal(strncmp(path, staging, strlen(staging)), 0);
+	assert_int_equal(path[strlen(staging)], '/');
+	assert_true(is_work_name(path + strlen(staging) + 1, getpid(), "validate", &seq1));
+	assert_int_equal(lstat(path, &st), 0);
+	assert_true(S_ISDIR(st.st_mode));
+	assert_int_equal(st.st_mode & 07777, 0700);
+	assert_int_equal(st.st_uid, NOBODY_ID);
+	assert_int_equal(st.st_gid, NOBODY_ID);
+
+	/* uid -1: the caller's; tags sanitised and cut; NULL tag */
+	assert_int_equal(defs_store_make_work(fx->s, "a/b c..?\n", (uid_t)-1, (gid_t)-1, path2,
+					      sizeof(path2), fx->err),
+			 0);
+	assert_true(is_work_name(path2 + strlen(staging) + 1, getpid(), "a_b_c..__", &seq2));
+	assert_true(seq2 > seq1);
+	assert_int_equal(lstat(path2, &st), 0);
+	assert_int_equal(st.st_uid, geteuid());
+	memset(long_tag, 'x', sizeof(long_tag) - 1);
+	long_tag[sizeof(long_tag) - 1] = '\0';
+	memset(want_tag, 'x', 32);
+	want_tag[32] = '\0';
+	assert_int_equal(defs_store_make_work(fx->s, long_tag, (uid_t)-1, (gid_t)-1, path2,
+					      sizeof(path2), fx->err),
+			 0);
+	assert_true(is_work_name(path2 + strlen(staging) + 1, getpid(), want_tag, &seq2));
+	assert_int_equal(
+		defs_store_make_work(fx->s, NULL, (uid_t)-1, (gid_t)-1, path2, sizeof(path2), NULL),
+		0);
+	assert_true(is_work_name(path2 + strlen(staging) + 1, getpid(), "work", &seq2));
+	assert_int_equal(count_entries(staging), 4);
+
+	/* no room for the path: nothing created */
+	assert_int_equal(defs_store_make_work(fx->s, "x", (uid_t)-1, (gid_t)-1, small,
+					      sizeof(small), fx->err),
+			 -ENAMETOOLONG);
+	assert_string_equal(small, "");
+	assert_int_equal(count_entries(staging), 4);
+
+	/* work directories, whatever their tag, do not enter the numbering */
+	assert_int_equal(defs_store_make_work(fx->s, "gen-000500", (uid_t)-1, (gid_t)-1, path2,
+					      sizeof(path2), fx->err),
+			 0);
+	make_src(fx, "a", "one", a, sizeof(a));
+	assert_int_equal(import_ok(fx, a), 1);
+}
+
+/* open leaves the work of another live process alone (also another
+ * user's, which kill(pid, 0) answers with EPERM) and removes that of dead
+ * ones and its own pid's. */
+static void test_work_leftovers(void **state)
+{
+	struct fx *fx = *state;
+	char staging[PATH_MAX], path[PATH_MAX], live[PATH_MAX], c;
+	int to_parent[2], to_child[2];
+	pid_t pid, dead;
+
+	join(staging, sizeof(staging), fx->root, "staging");
+	/* a process that died */
+	dead = fork();
+	assert_true(dead >= 0);
+	if (dead == 0)
+		_exit(0);
+	wait_ok(dead);
+	FMT(path, "%s/work-%ld-1-dead", staging, (long)dead);
+	assert_int_equal(mkdir(path, 0700), 0);
+	write_text(path, "file", "x");
+	/* an earlier process with our pid */
+	FMT(path, "%s/work-%ld-9-mine", staging, (long)getpid());
+	assert_int_equal(mkdir(path, 0700), 0);
+	/* a live one, with its own handle */
+	assert_int_equal(pipe(to_parent), 0);
+	assert_int_equal(pipe(to_child), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		char err[256];
+		struct defs_store *s;
+
+		/* EOF on to_child when the parent is gone, whatever happens */
+		close(to_parent[0]);
+		close(to_child[1]);
+		s = defs_store_open(fx->root, 2, err);
+
+		CHILD_CHECK(s != NULL);
+		CHILD_CHECK(defs_store_make_work(s, "cli", (uid_t)-1, (gid_t)-1, live, sizeof(live),
+						 err) == 0);
+		write_text(live, "file", "in progress");
+		CHILD_CHECK(write(to_parent[1], live, strlen(live) + 1) ==
+			    (ssize_t)strlen(live) + 1);
+		CHILD_CHECK(read(to_child[0], &c, 1) == 1);
+		defs_store_close(s);
+		_exit(0);
+	}
+	close(to_parent[1]);
+	close(to_child[0]);
+	assert_true(read(to_parent[0], live, sizeof(live)) > 0);
+	close(to_parent[0]);
+	/* a stray file named like work of a live process is no work */
+	FMT(path, "%s/work-%ld-5-file", staging, (long)pid);
+	write_text(staging, strrchr(path, '/') + 1, "x");
+
+	defs_store_close(fx->s);
+	fx->s = defs_store_open(fx->root, 2, fx->err);
+	assert_non_null(fx->s);
+	assert_int_equal(count_entries(staging), 1);
+	assert_true(exists_in(live, "file"));
+
+	/* once it is gone, its work goes at the next open */
+	assert_int_equal(write(to_child[1], "x", 1), 1);
+	close(to_child[1]);
+	wait_ok(pid);
+	defs_store_close(fx->s);
+	fx->s = defs_store_open(fx->root, 2, fx->err);
+	assert_non_null(fx->s);
+	assert_true(staging_empty(fx));
+
+	/* another user's live process: pid 1 as seen by nobody (EPERM), in
+	 * a store nobody owns */
+	if (geteuid() != 0)
+		return;
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		char root[PATH_MAX], err[256], w1[PATH_MAX], w2[PATH_MAX];
+		struct defs_store *s;
+
+		join(root, sizeof(root), fx->base, "nobody");
+		CHILD_CHECK(mkdir(root, 0755) == 0 && chown(root, NOBODY_ID, NOBODY_ID) == 0);
+		CHILD_CHECK((size_t)snprintf(w1, sizeof(w1), "%s/staging", root) < sizeof(w1));
+		CHILD_CHECK(mkdir(w1, 0755) == 0 && chown(w1, NOBODY_ID, NOBODY_ID) == 0);
+		CHILD_CHECK((size_t)snprintf(w1, sizeof(w1), "%s/staging/work-1-1-init", root) <
+			    sizeof(w1));
+		CHILD_CHECK(mkdir(w1, 0700) == 0);
+		CHILD_CHECK((size_t)snprintf(w2, sizeof(w2), "%s/staging/work-%ld-1-dead", root,
+					     (long)dead) < sizeof(w2));
+		CHILD_CHECK(mkdir(w2, 0700) == 0 && chown(w2, NOBODY_ID, NOBODY_ID) == 0);
+		CHILD_CHECK(setgroups(0, NULL) == 0);
+		CHILD_CHECK(setgid(NOBODY_ID) == 0);
+		CHILD_CHECK(setuid(NOBODY_ID) == 0);
+		CHILD_CHECK(kill(1, 0) < 0 && errno == EPERM);
+		s = defs_store_open(root, 2, err);
+		CHILD_CHECK(s != NULL);
+		CHILD_CHECK(exists(w1));
+		CHILD_CHECK(!exists(w2));
+		defs_store_close(s);
+		_exit(0);
+	}
+	wait_ok(pid);
+}
+
+/* ---- quarantine of work directories ---- */
+
+static void make_work_set(struct fx *fx, const char *tag, char *work, size_t len)
+{
+	char set[PATH_MAX];
+
+	assert_int_equal(defs_store_make_work(fx->s, tag, NOBODY_ID, NOBODY_ID, work, len, fx->err),
+			 0);
+	join(set, sizeof(set), work, "set");
+	assert_int_equal(mkdir(set, 0755), 0);
+	write_text(set, "main.cvd", "main");
+	write_text(set, "daily.cld", "daily");
+	write_text(set, ".partial", "not part of the set");
+	write_text(work, "log.txt", "outside the set");
+}
+
+static void test_quarantine_dir(void **state)
+{
+	struct fx *fx = *state;
+	char work[PATH_MAX], qpath[PATH_MAX], qdir[PATH_MAX], found[PATH_MAX], fp[65];
+	char set[PATH_MAX], path[PATH_MAX];
+	struct json_object *detail, *r;
+	const char *base;
+	struct stat st;
+	unsigned int g;
+
+	/* the fingerprint an import of the same files gets */
+	make_work_set(fx, "validate", work, sizeof(work));
+	join(set, sizeof(set), work, "set");
+	g = import_ok(fx, set);
+	assert_int_equal(defs_store_fingerprint(fx->s, g, fp), 0);
+
+	detail = json_object_new_object();
+	json_object_object_add(detail, "missed", json_object_new_string("eicar"));
+	assert_int_equal(defs_store_quarantine_dir(fx->s, work, "update bad/label", "canary",
+						   "false positive", detail, qpath, sizeof(qpath)),
+			 0);
+	assert_false(exists(work));
+	join(qdir, sizeof(qdir), fx->root, "quarantine");
+	assert_int_equal(strncmp(qpath, qdir, strlen(qdir)), 0);
+	base = qpath + strlen(qdir) + 1;
+	assert_true(is_stamp_name(base, "update_bad_label"));
+	assert_true(exists_in(qpath, "log.txt"));
+	join(path, sizeof(path), qpath, "set");
+	assert_true(exists_in(path, "main.cvd"));
+	/* its filler has no more say over it */
+	assert_int_equal(lstat(qpath, &st), 0);
+	assert_int_equal(st.st_uid, geteuid());
+
+	r = load_json(qpath, "reason.json");
+	assert_true(json_object_object_get_ex(r, "generation", NULL));
+	assert_null(member(r, "generation"));
+	assert_string_equal(member_str(r, "stage"), "canary");
+	assert_string_equal(member_str(r, "reason"), "false positive");
+	assert_string_equal(member_str(r, "fingerprint"), fp);
+	assert_false(json_object_get_boolean(member(r, "was_current")));
+	assert_true(json_object_is_type(member(r, "was_current"), json_type_boolean));
+	assert_int_equal(strlen(member_str(r, "time")), strlen("2024-01-01T00:00:00Z"));
+	assert_string_equal(member_str(member(r, "detail"), "missed"), "eicar");
+	json_object_put(r);
+	assert_true(defs_store_find_quarantined(fx->s, fp, found, sizeof(found)));
+	assert_string_equal(found, qpath);
+	/* a crash right after the move left no reason.json: its set/ names it */
+	join(path, sizeof(path), qpath, "reason.json");
+	assert_int_equal(unlink(path), 0);
+	found[0] = '\0';
+	assert_true(defs_store_find_quarantined(fx->s, fp, found, sizeof(found)));
+	assert_string_equal(found, qpath);
+
+	/* no set/: fingerprint null; same label: a suffix; no detail, qpath */
+	assert_int_equal(
+		defs_store_make_work(fx->s, "x", (uid_t)-1, (gid_t)-1, work, sizeof(work), NULL),
+		0);
+	assert_int_equal(defs_store_quarantine_dir(fx->s, work, "update bad/label", "unpack", "bad",
+						   NULL, qpath, sizeof(qpath)),
+			 0);
+	assert_int_equal(strcmp(qpath + strlen(qpath) - 2, ".1"), 0);
+	r = load_json(qpath, "reason.json");
+	assert_null(member(r, "fingerprint"));
+	assert_null(member(r, "detail"));
+	json_object_put(r);
+	assert_int_equal(
+		defs_store_make_work(fx->s, "x", (uid_t)-1, (gid_t)-1, work, sizeof(work), NULL),
+		0);
+	assert_int_equal(defs_store_quarantine_dir(fx->s, work, NULL, NULL, NULL, NULL, NULL, 0),
+			 0);
+	assert_int_equal(count_entries(qdir), 3);
+	assert_true(staging_empty(fx));
+	assert_true(defs_store_find_quarantined(fx->s, fp, NULL, 0));
+
+	/* a label like a generation's does not enter the numbering */
+	assert_int_equal(
+		defs_store_make_work(fx->s, "x", (uid_t)-1, (gid_t)-1, work, sizeof(work), NULL),
+		0);
+	assert_int_equal(defs_store_quarantine_dir(fx->s, work, "gen-000500", "s", "r", NULL, qpath,
+						   sizeof(qpath)),
+			 0);
+	assert_true(is_stamp_name(qpath + strlen(qdir) + 1, "gen_000500"));
+	defs_store_close(fx->s);
+	fx->s = defs_store_open(fx->root, 2, fx->err);
+	assert_non_null(fx->s);
+	make_src(fx, "b", "two", path, sizeof(path));
+	assert_int_equal(import_ok(fx, path), g + 1);
+}
+
+/* Only a directory directly inside this store's staging/ can be moved;
+ * detail is taken over on every failure (LeakSanitizer checks). */
+static void test_quarantine_dir_errors(void **state)
+{
+	struct fx *fx = *state;
+	char work[PATH_MAX], path[PATH_MAX], staging[PATH_MAX], qdir[PATH_MAX];
+	char qpath[PATH_MAX], other[PATH_MAX], cwd[PATH_MAX];
+	struct defs_store *s2;
+	struct {
+		const char *path;
+		int want;
+	} cases[8];
+	size_t n = 0;
+
+	join(staging, sizeof(staging), fx->root, "staging");
+	join(qdir, sizeof(qdir), fx->root, "quarantine");
+	make_work_set(fx, "w", work, sizeof(work));
+	cases[n].path = fx->src; /* elsewhere */
+	cases[n++].want = -EINVAL;
+	cases[n].path = staging; /* staging itself */
+	cases[n++].want = -EINVAL;
+	join(path, sizeof(path), work, "set"); /* not directly inside */
+	cases[n].path = path;
+	cases[n++].want = -EINVAL;
+	write_text(staging, "file", "x"); /* no directory */
+	join(other, sizeof(other), staging, "file");
+	cases[n].path = other;
+	cases[n++].want = -EINVAL;
+	cases[n].path = "/nonexistent/work";
+	cases[n++].want = -ENOENT;
+	for (size_t i = 0; i < n; i++) {
+		struct json_object *detail = json_object_new_object();
+
+		strcpy(qpath, "x");
+		assert_int_equal(defs_store_quarantine_dir(fx->s, cases[i].path, "l", "s", "r",
+							   detail, qpath, sizeof(qpath)),
+				 cases[i].want);
+		assert_string_equal(qpath, "");
+	}
+	assert_int_equal(defs_store_quarantine_dir(fx->s, NULL, "l", "s", "r", NULL, NULL, 0),
+			 -EINVAL);
+	/* a symlink in staging to a directory elsewhere */
+	join(path, sizeof(path), staging, "link");
+	assert_int_equal(symlink(fx->src, path), 0);
+	assert_int_equal(defs_store_quarantine_dir(fx->s, path, "l", "s", "r", NULL, NULL, 0),
+			 -EINVAL);
+	assert_true(exists(fx->src));
+	/* a directory of the same name, next to staging rather than in it */
+	join(path, sizeof(path), fx->root, strrchr(work, '/') + 1);
+	assert_int_equal(mkdir(path, 0755), 0);
+	assert_int_equal(defs_store_quarantine_dir(fx->s, path, "l", "s", "r", NULL, NULL, 0),
+			 -EINVAL);
+	assert_int_equal(rmdir(path), 0);
+	/* another store's staging */
+	join(path, sizeof(path), fx->base, "other");
+	s2 = defs_store_open(path, 2, fx->err);
+	assert_non_null(s2);
+	assert_int_equal(defs_store_quarantine_dir(s2, work, "l", "s", "r", NULL, NULL, 0),
+			 -EINVAL);
+	defs_store_close(s2);
+	assert_int_equal(count_entries(qdir), 0);
+	assert_true(exists(work));
+
+	/* a relative path to the right place is fine */
+	assert_non_null(getcwd(cwd, sizeof(cwd)));
+	assert_int_equal(chdir(staging), 0);
+	assert_int_equal(defs_store_quarantine_dir(fx->s, strrchr(work, '/') + 1, "rel", "s", "r",
+						   NULL, qpath, sizeof(qpath)),
+			 0);
+	assert_int_equal(chdir(cwd), 0);
+	assert_int_equal(count_entries(qdir), 1);
+	assert_false(exists(work));
+}
+
+/* ---- history ---- */
+
+static size_t count_lines(const char *path)
+{
+	size_t len, n = 0;
+	char *text = read_all(path, &len);
+
+	for (size_t i = 0; i < len; i++)
+		n += text[i] == '\n';
+	free(text);
+	return n;
+}
+
+static void test_history(void **state)
+{
+	struct fx *fx = *state;
+	struct json_object *h, *e, *detail;
+	char path[PATH_MAX];
+	struct stat st;
+	mode_t old;
+
+	/* none yet: empty */
+	h = defs_store_history_json(fx->s, 0);
+	assert_non_null(h);
+	assert_int_equal(json_object_array_length(h), 0);
+	json_object_put(h);
+
+	old = umask(077);
+	detail = json_object_new_object();
+	json_object_object_add(detail, "source", json_object_new_string("/var/lib/x\nnewline"));
+	json_object_object_add(detail, "files", json_object_new_int(3));
+	assert_int_equal(defs_store_history_add(fx->s, "imported", 7, detail), 0);
+	umask(old);
+	join(path, sizeof(path), fx->root, "history.jsonl");
+	assert_int_equal(lstat(path, &st), 0);
+	assert_true(S_ISREG(st.st_mode));
+	assert_int_equal(st.st_mode & 07777, 0644);
+	assert_int_equal(defs_store_history_add(fx->s, "activated", 7, NULL), 0);
+	assert_int_equal(defs_store_history_add(fx->s, "rolled back", 0, json_object_new_object()),
+			 0);
+	assert_int_equal(count_lines(path), 3); /* one line each, whatever they hold */
+
+	h = defs_store_history_json(fx->s, 0);
+	assert_non_null(h);
+	assert_int_equal(json_object_array_length(h), 3);
+	e = json_object_array_get_idx(h, 0); /* oldest first */
+	{
+		static const char *const keys[] = {"time", "event", "generation", "source",
+						   "files"};
+		size_t i = 0;
+
+		json_object_object_foreach(e, key, val)
+		{
+			assert_true(i < 5);
+			assert_string_equal(key, keys[i]);
+			i++;
+		}
+		assert_int_equal(i, 5);
+	}
+	assert_int_equal(strlen(member_str(e, "time")), strlen("2024-01-01T00:00:00Z"));
+	assert_int_equal(member_str(e, "time")[19], 'Z');
+	assert_string_equal(member_str(e, "event"), "imported");
+	assert_int_equal(member_int(e, "generation"), 7);
+	assert_string_equal(member_str(e, "source"), "/var/lib/x\nnewline");
+	assert_int_equal(member_int(e, "files"), 3);
+	e = json_object_array_get_idx(h, 2);
+	assert_string_equal(member_str(e, "event"), "rolled back");
+	assert_null(member(e, "generation"));
+	json_object_put(h);
+
+	/* the last max */
+	h = defs_store_history_json(fx->s, 2);
+	assert_non_null(h);
+	assert_int_equal(json_object_array_length(h), 2);
+	assert_string_equal(member_str(json_object_array_get_idx(h, 0), "event"), "activated");
+	json_object_put(h);
+	h = defs_store_history_json(fx->s, 10);
+	assert_int_equal(json_object_array_length(h), 3);
+	json_object_put(h);
+
+	/* errors append nothing; detail is taken over (LeakSanitizer) */
+	detail = json_object_new_object();
+	json_object_object_add(detail, "generation", json_object_new_int(1));
+	assert_int_equal(defs_store_history_add(fx->s, "x", 1, detail), -EINVAL);
+	detail = json_object_new_object();
+	json_object_object_add(detail, "time", json_object_new_int(1));
+	assert_int_equal(defs_store_history_add(fx->s, "x", 1, detail), -EINVAL);
+	detail = json_object_new_object();
+	json_object_object_add(detail, "event", json_object_new_int(1));
+	assert_int_equal(defs_store_history_add(fx->s, "x", 1, detail), -EINVAL);
+	assert_int_equal(defs_store_history_add(fx->s, NULL, 1, json_object_new_object()), -EINVAL);
+	assert_int_equal(defs_store_history_add(fx->s, "", 1, NULL), -EINVAL);
+	assert_int_equal(defs_store_history_add(fx->s, "x", 1, json_object_new_array()), -EINVAL);
+	assert_int_equal(count_lines(path), 3);
+}
+
+/* A line torn by a crash (no newline) is skipped by readers and ended by
+ * the next append, which is not lost with it. Other malformed lines are
+ * skipped too. */
+static void test_history_torn(void **state)
+{
+	struct fx *fx = *state;
+	char path[PATH_MAX];
+	struct json_object *h;
+	int fd;
+
+	assert_int_equal(defs_store_history_add(fx->s, "first", 1, NULL), 0);
+	join(path, sizeof(path), fx->root, "history.jsonl");
+	fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
+	assert_true(fd >= 0);
+	{
+		static const char junk[] = "[1]\n{} {}\n\n{\"time\": \"2024";
+
+		assert_int_equal(write(fd, junk, strlen(junk)), (ssize_t)strlen(junk));
+	}
+	close(fd);
+	h = defs_store_history_json(fx->s, 0);
+	assert_non_null(h);
+	assert_int_equal(json_object_array_length(h), 1);
+	json_object_put(h);
+
+	assert_int_equal(defs_store_history_add(fx->s, "second", 2, NULL), 0);
+	h = defs_store_history_json(fx->s, 0);
+	assert_non_null(h);
+	assert_int_equal(json_object_array_length(h), 2);
+	assert_string_equal(member_str(json_object_array_get_idx(h, 0), "event"), "first");
+	assert_string_equal(member_str(json_object_array_get_idx(h, 1), "event"), "second");
+	json_object_put(h);
+}
+
+/* Past DEFS_HISTORY_MAX the file is first cut to its newest half. */
+static void test_history_halved(void **state)
+{
+	struct fx *fx = *state;
+	char path[PATH_MAX], pad[1001];
+	struct json_object *h, *e;
+	size_t nlines = 0, want;
+	struct stat st;
+	FILE *f;
+
+	memset(pad, 'p', sizeof(pad) - 1);
+	pad[sizeof(pad) - 1] = '\0';
+	join(path, sizeof(path), fx->root, "history.jsonl");
+	f = fopen(path, "w");
+	assert_non_null(f);
+	/* just past the limit: it is not cut at exactly the limit */
+	while (ftell(f) <= (long)DEFS_HISTORY_MAX)
+		fprintf(f, "{\"event\": \"old\", \"i\": %zu, \"pad\": \"%s\"}\n", nlines++, pad);
+	assert_int_equal(fclose(f), 0);
+
+	assert_int_equal(defs_store_history_add(fx->s, "new", 3, NULL), 0);
+	want = nlines / 2 + 1;
+	assert_int_equal(count_lines(path), want);
+	assert_int_equal(stat(path, &st), 0);
+	assert_true(st.st_size < (off_t)DEFS_HISTORY_MAX);
+	assert_int_equal(st.st_mode & 07777, 0644);
+	h = defs_store_history_json(fx->s, 0);
+	assert_non_null(h);
+	assert_int_equal(json_object_array_length(h), want);
+	e = json_object_array_get_idx(h, 0); /* the oldest kept: the newest half */
+	assert_int_equal(member_int(e, "i"), (int64_t)(nlines - nlines / 2));
+	e = json_object_array_get_idx(h, want - 2);
+	assert_int_equal(member_int(e, "i"), (int64_t)(nlines - 1));
+	e = json_object_array_get_idx(h, want - 1);
+	assert_string_equal(member_str(e, "event"), "new");
+	json_object_put(h);
+	assert_int_equal(count_entries(fx->root), 3); /* staging quarantine history.jsonl */
+	assert_int_equal(defs_store_history_add(fx->s, "newer", 4, NULL), 0);
+	assert_int_equal(count_lines(path), want + 1); /* under the limit: appended only */
+}
+
+/* ---- crash safety ---- */
+
+/* What the crash test's child does, run in a fresh process (re-executed,
+ * so that util_crash_point reads SCANENGINE_CRASH_POINT): on a store with
+ * generations 1-4, 4 current, import and activate 5, record both in the
+ * history, quarantine a work directory and generation 2, prune (3 and 1
+ * go). Returns an exit status; never returns when killed. */
+static int crash_child(const char *root, const char *src)
+{
+	char err[256] = "", work[PATH_MAX], set[PATH_MAX];
+	struct json_object *meta;
+	struct defs_store *s;
+	unsigned int gen = 0;
+	int fd;
+
+	s = defs_store_open(root, 2, err);
+	if (!s)
+		goto fail;
+	if (defs_store_make_work(s, "validate", (uid_t)-1, (gid_t)-1, work, sizeof(work), err))
+		goto fail;
+	if ((size_t)snprintf(set, sizeof(set), "%s/set", work) >= sizeof(set) ||
+	    mkdir(set, 0755) < 0)
+		goto fail;
+	if ((size_t)snprintf(set, sizeof(set), "%s/set/main.cvd", work) >= sizeof(set))
+		goto fail;
+	fd = open(set, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	if (fd < 0 || write(fd, "bad", 3) != 3 || close(fd) < 0)
+		goto fail;
+	meta = json_object_new_object();
+	json_object_object_add(meta, "origin", json_object_new_string("crash test"));
+	if (defs_store_import_dir(s, src, meta, &gen, err) || gen != 5)
+		goto fail;
+	if (defs_store_history_add(s, "imported", gen, NULL) || defs_store_activate(s, gen) ||
+	    defs_store_history_add(s, "activated", gen, NULL))
+		goto fail;
+	if (defs_store_quarantine_dir(s, work, "validate", "canary", "crash test", NULL, NULL, 0) ||
+	    defs_store_quarantine(s, 2, "test load", "crash test", NULL, NULL, 0))
+		goto fail;
+	if (defs_store_prune(s) != 2)
+		goto fail;
+	defs_store_close(s);
+	return 0;
+fail:
+	fprintf(stderr, "crash child: %s (%s)\n", err, strerror(errno));
+	defs_store_close(s);
+	return 3;
+}
+
+/* gdir is a complete generation: a manifest that parses and lists exactly
+ * the files there, with their SHA-256. */
+static void check_gen_complete(const char *gdir)
+{
+	struct json_object *m, *files;
+	size_t n;
+
+	m = load_json(gdir, "manifest.json");
+	files = member(m, "files");
+	n = json_object_array_length(files);
+	assert_true(n > 0);
+	assert_int_equal(count_entries(gdir), (int)n + 1);
+	for (size_t i = 0; i < n; i++) {
+		struct json_object *f = json_object_array_get_idx(files, i);
+		char path[PATH_MAX], sha[65];
+		size_t len;
+		char *data;
+
+		join(path, sizeof(path), gdir, member_str(f, "name"));
+		data = read_all(path, &len);
+		sha256_hex(data, len, sha);
+		free(data);
+		assert_string_equal(member_str(f, "sha256"), sha);
+		assert_int_equal(member_int(f, "size"), (int64_t)len);
+	}
+	json_object_put(m);
+}
+
+/* After a writer was killed anywhere, the next open finds: current on a
+ * complete generation, no generation without its manifest, staging empty,
+ * no temporary left, a readable history. */
+static void check_after_crash(struct fx *fx, unsigned int point)
+{
+	struct json_object *h;
+	struct dirent *de;
+	unsigned int cur, gen;
+	DIR *d;
+
+	fx->s = defs_store_open(fx->root, 2, fx->err);
+	if (!fx->s)
+		fail_msg("open after crash point %u: %s", point, fx->err);
+	assert_true(staging_empty(fx));
+	cur = defs_store_current(fx->s);
+	if (cur != 4 && cur != 5)
+		fail_msg("crash point %u: current is %u", point, cur);
+	d = opendir(fx->root);
+	assert_non_null(d);
+	while ((de = readdir(d))) {
+		char gdir[PATH_MAX];
+
+		assert_true(strncmp(de->d_name, "current.tmp-", 12) != 0);
+		assert_true(strncmp(de->d_name, "history.jsonl.tmp-", 18) != 0);
+		if (sscanf(de->d_name, "gen-%u", &gen) != 1)
+			continue;
+		join(gdir, sizeof(gdir), fx->root, de->d_name);
+		check_gen_complete(gdir);
+	}
+	closedir(d);
+	h = defs_store_history_json(fx->s, 0);
+	assert_non_null(h);
+	json_object_put(h);
+}
+
+/* Kills the child of crash_child at its 1st, 2nd, ... crash point until it
+ * gets through, checking the store after each kill. */
+static void test_crash_points(void **state)
+{
+	struct fx *fx = *state;
+	static const char *const tags[] = {"one", "two", "three", "four"};
+	char src[PATH_MAX], dir[PATH_MAX], exe[PATH_MAX];
+	unsigned int point, killed = 0;
+	ssize_t n;
+
+	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	assert_true(n > 0);
+	exe[n] = '\0';
+	join(src, sizeof(src), fx->base, "five");
+	assert_int_equal(mkdir(src, 0755), 0);
+	write_text(src, "main.cvd", "five");
+	write_text(src, "daily.cld", "five daily");
+	write_text(src, "bytecode.cvd", "five bytecode");
+	for (size_t i = 0; i < 4; i++) {
+		make_src(fx, tags[i], tags[i], dir, sizeof(dir));
+		write_text(dir, "daily.cld", tags[i]);
+	}
+	for (point = 1;; point++) {
+		int status;
+		pid_t pid;
+
+		assert_true(point < 200);
+		/* a fresh store: generations 1-4, 4 current */
+		defs_store_close(fx->s);
+		rm_tree(fx->root);
+		fx->s = defs_store_open(fx->root, 2, fx->err);
+		assert_non_null(fx->s);
+		for (size_t i = 0; i < 4; i++) {
+			join(dir, sizeof(dir), fx->base, tags[i]);
+			assert_int_equal(import_ok(fx, dir), i + 1);
+		}
+		assert_int_equal(defs_store_activate(fx->s, 4), 0);
+		assert_int_equal(defs_store_history_add(fx->s, "baseline", 4, NULL), 0);
+		defs_store_close(fx->s);
+		fx->s = NULL;
+
+		pid = fork();
+		assert_true(pid >= 0);
+		if (pid == 0) {
+			char num[16];
+
+			snprintf(num, sizeof(num), "%u", point);
+			setenv("SCANENGINE_CRASH_POINT", num, 1);
+			execl(exe, exe, "--crash-child", fx->root, src, (char *)NULL);
+			_exit(127);
+		}
+		assert_int_equal(waitpid(pid, &status, 0), pid);
+		if (WIFEXITED(status)) {
+			assert_int_equal(WEXITSTATUS(status), 0);
+			break;
+		}
+		assert_true(WIFSIGNALED(status));
+		assert_int_equal(WTERMSIG(status), SIGKILL);
+		killed++;
+		check_after_crash(fx, point);
+	}
+	/* import: staged, 3 copied, manifest, synced, renamed, published;
+	 * history: 2 x 2; activate: 4; quarantine_dir, quarantine: 2 x 2;
+	 * prune: 2 x 3 */
+	assert_int_equal(killed, 8 + 4 + 4 + 4 + 6);
+	check_after_crash(fx, point);
+	assert_int_equal(defs_store_current(fx->s), 5);
+	assert_int_equal(list_length(fx), 2);
+	{
+		struct json_object *h = defs_store_history_json(fx->s, 0);
+
+		assert_int_equal(json_object_array_length(h), 3);
+		json_object_put(h);
+	}
+	join(dir, sizeof(dir), fx->root, "quarantine");
+	assert_int_equal(count_entries(dir), 2);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
-int main(void)
+int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
 		T(test_import_same_fs),
@@ -1235,7 +2235,22 @@ int main(void)
 		T(test_staging_leftovers),
 		T(test_open_layout),
 		T(test_open_errors),
+		T(test_import_meta),
+		T(test_import_meta_errors),
+		T(test_import_expected_files),
+		T(test_manifest),
+		T(test_make_work),
+		T(test_work_leftovers),
+		T(test_quarantine_dir),
+		T(test_quarantine_dir_errors),
+		T(test_history),
+		T(test_history_torn),
+		T(test_history_halved),
+		T(test_crash_points),
 	};
 
+	/* test_crash_points runs this binary again as the writer it kills */
+	if (argc == 4 && !strcmp(argv[1], "--crash-child"))
+		return crash_child(argv[2], argv[3]);
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
