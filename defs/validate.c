@@ -40,12 +40,13 @@
 #define UNDER_ASAN 0
 #endif
 
-#define SET_DIR	      "set"
-#define UNPACK_DIR    "unpack"
-#define TMP_DIR	      "tmp"
-#define MAX_FILES     256
-#define MAX_CONTAINER (4ull << 30)
-#define CHILD_MAX_OUT (1u << 20) /* the test load's report */
+#define SET_DIR		  "set"
+#define UNPACK_DIR	  "unpack"
+#define TMP_DIR		  "tmp"
+#define MAX_FILES	  256
+#define MAX_CONTAINER	  (4ull << 30)
+#define CHILD_MAX_OUT	  (1u << 20) /* the test load's report */
+#define STAGE_NOTHING_NEW 1	     /* format: skip_unchanged found nothing new */
 
 /* One file of the candidate set. */
 struct vfile {
@@ -79,6 +80,7 @@ struct vctx {
 	int dirfd, setfd, unpackfd;
 	struct vfile *f;
 	size_t nf;
+	size_t ncarried, ndropped;   /* databases carried over / left out by pol->drop */
 	struct validate_file *signs; /* the .sign files of the set */
 	size_t nsigns;
 	magic_t magic;
@@ -314,15 +316,20 @@ static int carry_file(struct vctx *c, int activefd, const char *name)
 	return copy_into_set(c, src, name, NULL);
 }
 
+static bool is_dropped(const struct vctx *c, const char *db)
+{
+	for (size_t i = 0; i < c->pol->ndrop; i++)
+		if (strcmp(c->pol->drop[i], db) == 0)
+			return true;
+	return false;
+}
+
 static bool is_replaced(const struct vctx *c, const char *db)
 {
 	for (size_t i = 0; i < c->nf; i++)
 		if (c->f[i].is_new && strcmp(c->f[i].db, db) == 0)
 			return true;
-	for (size_t i = 0; i < c->pol->ndrop; i++)
-		if (strcmp(c->pol->drop[i], db) == 0)
-			return true;
-	return false;
+	return is_dropped(c, db);
 }
 
 static struct vfile *add_vfile(struct vctx *c)
@@ -369,8 +376,12 @@ static int carry_active(struct vctx *c)
 		util_strlcpy(plain, name, sizeof(plain));
 		if (is_sign_name(plain))
 			plain[strlen(plain) - 5] = '\0';
-		if (validate_db_name(plain, db, sizeof(db)) || is_replaced(c, db))
+		if (validate_db_name(plain, db, sizeof(db)))
 			goto next;
+		if (is_replaced(c, db)) {
+			c->ndropped += !is_sign_name(name) && is_dropped(c, db);
+			goto next;
+		}
 		if (is_sign_name(name)) {
 			r = carry_file(c, afd, name);
 			if (!r)
@@ -382,6 +393,7 @@ static int carry_active(struct vctx *c)
 			r = -ENOMEM;
 			goto next;
 		}
+		c->ncarried++;
 		snprintf(v->src, sizeof(v->src), "%.2000s/%.200s", c->activedir, name);
 		util_strlcpy(v->base, name, sizeof(v->base));
 		util_strlcpy(v->db, db, sizeof(v->db));
@@ -507,6 +519,54 @@ static int pair_signs(struct vctx *c, const char *const *files, size_t n)
 	return 0;
 }
 
+/* Whether the file at path has the same content as the active set's file
+ * of database db. */
+static bool same_as_active(const struct vctx *c, const char *path, const char *db)
+{
+	unsigned char a[DIGEST_SHA256_LEN], b[DIGEST_SHA256_LEN];
+	struct dirent *de;
+	bool same = false;
+	DIR *d;
+
+	if (!c->activedir || !(d = opendir(c->activedir)))
+		return false;
+	while (!same && (de = readdir(d))) {
+		char name[128], apath[PATH_MAX * 2];
+		int fa, fb;
+
+		if (de->d_name[0] == '.' || is_sign_name(de->d_name) ||
+		    validate_db_name(de->d_name, name, sizeof(name)) || strcmp(name, db) != 0)
+			continue;
+		snprintf(apath, sizeof(apath), "%s/%s", c->activedir, de->d_name);
+		fa = open(apath, O_RDONLY | O_CLOEXEC);
+		fb = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+		if (fa >= 0 && fb >= 0 && !digest_sha256_fd(fa, 0, a, NULL) &&
+		    !digest_sha256_fd(fb, 0, b, NULL))
+			same = memcmp(a, b, sizeof(a)) == 0;
+		if (fa >= 0)
+			close(fa);
+		if (fb >= 0)
+			close(fb);
+	}
+	closedir(d);
+	return same;
+}
+
+/* skip_unchanged: a file identical to the active set's copy of its
+ * database is no new file: the active copy is carried over instead. */
+static int drop_unchanged(struct vctx *c)
+{
+	size_t kept = 0;
+
+	for (size_t i = 0; i < c->nf; i++) {
+		if (same_as_active(c, c->f[i].src, c->f[i].db))
+			continue;
+		c->f[kept++] = c->f[i];
+	}
+	c->nf = kept;
+	return 0;
+}
+
 /* The new files: names, kinds, sizes, content; then copied into the set
  * (what is checked from here on is the copy, and the copy is what a
  * generation is made of), then the active set's other databases. */
@@ -557,6 +617,11 @@ static int stage_format(struct vctx *c)
 	r = pair_signs(c, files, n);
 	if (r)
 		return r;
+	if (c->pol->skip_unchanged) {
+		r = drop_unchanged(c);
+		if (r)
+			return internal(c, r, "comparing with the active set");
+	}
 	for (size_t i = 0; i < c->nf; i++) {
 		struct vfile *v = &c->f[i];
 		struct stat st;
@@ -590,6 +655,10 @@ static int stage_format(struct vctx *c)
 	r = carry_active(c);
 	if (r)
 		return internal(c, r, "carrying over the active set");
+	if (c->pol->skip_unchanged && c->nf == c->ncarried && !c->ndropped) {
+		note(c, "every file is the same as in the active set");
+		return STAGE_NOTHING_NEW;
+	}
 	return 0;
 }
 
@@ -1186,7 +1255,30 @@ static const char *jstr(struct json_object *o, const char *key)
 	return json_object_object_get_ex(o, key, &v) ? json_object_get_string(v) : NULL;
 }
 
+static int load_failure_why(struct vctx *c, const struct child_run *run);
+
+/* Drop "<set directory>/" from libclamav's messages: the set is named by
+ * its files (the work directory is gone by the time anyone reads it). */
+static void strip_setdir(const struct vctx *c, char *msg)
+{
+	char prefix[PATH_MAX + 16];
+	size_t n;
+	char *p;
+
+	n = (size_t)snprintf(prefix, sizeof(prefix), "%s/", c->setdir);
+	while ((p = strstr(msg, prefix)))
+		memmove(p, p + n, strlen(p + n) + 1);
+}
+
 static int load_failure(struct vctx *c, const struct child_run *run)
+{
+	int r = load_failure_why(c, run);
+
+	strip_setdir(c, c->why);
+	return r;
+}
+
+static int load_failure_why(struct vctx *c, const struct child_run *run)
 {
 	const struct config *cfg = c->pol->cfg;
 	const char *err = run->load ? jstr(run->load, "error") : NULL;
@@ -1403,6 +1495,14 @@ int validate_candidate(const char *const *files, size_t nfiles, const char *acti
 		c.why[0] = c.note[0] = '\0';
 		progress(&c, "%s ...", stage_names[s]);
 		r = stage_fn[s](&c);
+		if (r == STAGE_NOTHING_NEW) {
+			rep->status = VST_PASS;
+			rep->ms = util_now_ms() - t0;
+			util_strlcpy(rep->reason, c.note, sizeof(rep->reason));
+			res->unchanged = true;
+			r = 0;
+			break;
+		}
 		/* the canary's time was measured inside the child */
 		if (s != VS_CANARY)
 			rep->ms = util_now_ms() - t0;
@@ -1564,6 +1664,8 @@ struct json_object *validate_result_json(const struct validate_result *res)
 			}
 		r = jsonutil_add(o, "set_files", files);
 	}
+	if (res->unchanged)
+		r = r ?: jsonutil_add(o, "unchanged", json_object_new_boolean(true));
 	r = r ?: jsonutil_add(o, "loaded_signatures", json_object_new_int64(res->loaded_sigs));
 	r = r ?: jsonutil_add(o, "engine_kib", json_object_new_int64((int64_t)res->engine_kib));
 	if (r) {

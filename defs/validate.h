@@ -91,6 +91,11 @@ struct validate_policy {
 	 * import drops those it brought and no longer holds). */
 	const char *const *drop;
 	size_t ndrop;
+	/* A new file identical to the active set's file of its database is
+	 * carried over instead; when nothing is new and nothing dropped, the
+	 * pipeline stops after format with res->unchanged (DatabaseDirectory
+	 * imports, where every file is offered each time). */
+	bool skip_unchanged;
 	/* Progress lines (may be NULL), e.g. for a TTY. */
 	void (*progress)(void *arg, const char *line);
 	void *progress_arg;
@@ -105,6 +110,7 @@ struct validate_file {
 struct validate_result {
 	struct validate_stage_report stages[VS_NSTAGES];
 	enum validate_stage failed; /* VS_NSTAGES: nothing failed */
+	bool unchanged;		    /* skip_unchanged: nothing new; no other stage ran */
 	char offending[256];	    /* the file (and member) a failure is about */
 	struct validate_db *dbs;
 	size_t ndbs;

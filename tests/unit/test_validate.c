@@ -777,6 +777,54 @@ static void test_canary(void **state)
 	assert_non_null(strstr(fx->res.stages[VS_TEST_LOAD].reason, "/nonexistent/clean"));
 }
 
+/* skip_unchanged (DatabaseDirectory imports): files identical to the
+ * active set's are carried, not new; nothing new and nothing dropped stops
+ * after format with unchanged. */
+static void test_skip_unchanged(void **state)
+{
+	struct fx *fx = *state;
+	char cud[PATH_MAX], hdb[PATH_MAX], a[PATH_MAX + 32];
+	static const char sig[] = "44d88612fea8a8f36de82e1278abb02f:68:Eicar-Test-Signature\n";
+	const char *files[2];
+
+	good_cud(fx, "org.cud", 1, cud, sizeof(cud));
+	snprintf(a, sizeof(a), "%s/org.cud", fx->active);
+	assert_int_equal(link(cud, a), 0);
+	snprintf(hdb, sizeof(hdb), "%s/local.hdb", fx->in);
+	write_file(hdb, sig, sizeof(sig) - 1, 0644);
+	snprintf(a, sizeof(a), "%s/local.hdb", fx->active);
+	write_file(a, sig, sizeof(sig) - 1, 0644);
+	files[0] = cud;
+	files[1] = hdb;
+	fx->pol.skip_unchanged = true;
+	fx->pol.local = true;
+	run(fx, files, 2, fx->active);
+	assert_int_equal(fx->rc, 0);
+	assert_true(fx->res.unchanged);
+	assert_int_equal(fx->res.stages[VS_FORMAT].status, VST_PASS);
+	assert_int_equal(fx->res.stages[VS_INTEGRITY].status, VST_NOT_RUN);
+
+	/* one file changed: only it is new */
+	write_file(hdb, "0123456789abcdef0123456789abcdef:5:Other\n", 41, 0644);
+	run(fx, files, 2, fx->active);
+	assert_pass(fx);
+	assert_false(fx->res.unchanged);
+	for (size_t i = 0; i < fx->res.ndbs; i++)
+		assert_int_equal(fx->res.dbs[i].is_new,
+				 strcmp(fx->res.dbs[i].name, "local.hdb") == 0);
+
+	/* nothing changed, but a database is gone: not unchanged */
+	write_file(hdb, sig, sizeof(sig) - 1, 0644);
+	fx->pol.drop = (const char *const[]){"gone.ndb"};
+	fx->pol.ndrop = 1;
+	snprintf(a, sizeof(a), "%s/gone.ndb", fx->active);
+	write_file(a, "Gone:0:*:41424344\n", 18, 0644);
+	run(fx, files, 2, fx->active);
+	assert_pass(fx);
+	assert_false(fx->res.unchanged);
+	assert_int_equal(fx->res.ndbs, 2);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -786,6 +834,7 @@ int main(void)
 		cmocka_unit_test(test_stage_names),
 		T(test_real_cvd),
 		T(test_carry_over),
+		T(test_skip_unchanged),
 		T(test_format_html),
 		T(test_format_names),
 		T(test_format_truncated),
