@@ -2,7 +2,9 @@
 #include "scanengine/loader.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "defs/install.h"
 #include "defs/store.h"
+#include "defs/validate.h"
 #include "sandbox/memlimit.h"
 #include "scanengine/faults.h"
 #include "scanengine/pool.h"
@@ -18,6 +20,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #define RETRY_MAX_MS 300000ULL /* back-off ceiling; the first is LoadRetryInterval */
@@ -43,6 +46,18 @@ struct loader {
 
 	unsigned int attempts; /* failed loads since the last success */
 	uint64_t retry_at_ms;  /* 0: no retry scheduled */
+
+	/* the validation of DatabaseDirectory's files, when one runs */
+	bool validating;
+	struct install_job job;
+	struct install_req req;
+	char **files; /* req.files, req.drop: owned here */
+	char **drop;
+	char pending_fp[24];	  /* DatabaseDirectory as the running validation saw it */
+	char reload_why[64];	  /* load the current generation once it is done */
+	uint64_t validate_at_ms;  /* a validation to start (after -EAGAIN), 0: none */
+	char start_failure[600];  /* why there is nothing to load at all */
+	struct json_object *last; /* the last validation's outcome, for STATUS */
 };
 
 /* ---- persisted state ------------------------------------------------------ */
@@ -202,59 +217,281 @@ static int check_readable_as_scan_user(struct loader *l, char *err)
 	return ret;
 }
 
-/* Bring in DatabaseDirectory if it changed since it was last imported.
- * Returns 1 when a new generation was activated, 0 when nothing changed,
- * -errno with err when the files cannot be taken. */
+static void free_list(char **v)
+{
+	for (size_t i = 0; v && v[i]; i++)
+		free(v[i]);
+	free(v);
+}
+
+static int add_name(char ***v, size_t *n, const char *name)
+{
+	char **nv = realloc(*v, (*n + 2) * sizeof(**v));
+
+	if (!nv)
+		return -ENOMEM;
+	*v = nv;
+	nv[*n] = strdup(name);
+	if (!nv[*n])
+		return -ENOMEM;
+	nv[++*n] = NULL;
+	return 0;
+}
+
+/* The definitions files of DatabaseDirectory (full paths, with their
+ * .sign files), and the database names among them. What is no
+ * definitions file (freshclam.dat, a temporary file) is left alone. */
+static int list_source(const struct loader *l, char ***files, size_t *nfiles, char ***dbs,
+		       size_t *ndbs, char *err)
+{
+	const char *dir = l->cfg->database_dir;
+	struct dirent **names = NULL;
+	int n, r = 0;
+
+	*files = *dbs = NULL;
+	*nfiles = *ndbs = 0;
+	n = scandir(dir, &names, NULL, alphasort);
+	if (n < 0) {
+		r = -errno;
+		snprintf(err, 512, "DatabaseDirectory %.400s: %s", dir, strerror(-r));
+		return r;
+	}
+	for (int i = 0; i < n; i++) {
+		char path[PATH_MAX], db[128], plain[256];
+		struct stat st;
+		size_t len = strlen(names[i]->d_name);
+
+		util_strlcpy(plain, names[i]->d_name, sizeof(plain));
+		if (len > 5 && !strcmp(plain + len - 5, ".sign"))
+			plain[len - 5] = '\0';
+		snprintf(path, sizeof(path), "%s/%s", dir, names[i]->d_name);
+		if (!r && names[i]->d_name[0] != '.' && stat(path, &st) == 0 &&
+		    S_ISREG(st.st_mode) && validate_db_name(plain, db, sizeof(db)) == 0) {
+			r = add_name(files, nfiles, path);
+			if (!r && !strcmp(plain, names[i]->d_name))
+				r = add_name(dbs, ndbs, db);
+		} else if (!r && names[i]->d_name[0] != '.') {
+			log_debug("DatabaseDirectory: %s is no definitions file; not taken",
+				  names[i]->d_name);
+		}
+		free(names[i]);
+	}
+	free(names);
+	if (!r && !*ndbs) {
+		r = -ENOENT;
+		snprintf(err, 512,
+			 "cannot import definitions from %.400s: it holds no regular files "
+			 "to import",
+			 dir);
+	}
+	if (r && r != -ENOENT)
+		snprintf(err, 512, "DatabaseDirectory %.400s: %s", dir, strerror(-r));
+	if (r) {
+		free_list(*files);
+		free_list(*dbs);
+		*files = *dbs = NULL;
+	}
+	return r;
+}
+
+/* The databases of the active generation that came from DatabaseDirectory
+ * (all of them, for a generation from before manifests told) and are no
+ * longer there: the new set leaves them out. */
+static int gone_from_source(const struct loader *l, char **dbs, char ***drop)
+{
+	struct json_object *m = NULL, *list;
+	unsigned int cur = defs_store_current(l->store);
+	size_t n = 0;
+	int r = 0;
+
+	*drop = NULL;
+	if (cur)
+		m = defs_store_manifest(l->store, cur);
+	if (!m)
+		return 0;
+	if (!json_object_object_get_ex(m, "databases", &list)) {
+		/* older manifest: every file came from DatabaseDirectory */
+		struct json_object *files;
+
+		if (json_object_object_get_ex(m, "files", &files))
+			for (size_t i = 0; !r && i < json_object_array_length(files); i++) {
+				const char *f = json_object_get_string(json_object_object_get(
+					json_object_array_get_idx(files, i), "name"));
+				char db[128];
+				bool there = false;
+
+				if (!f || validate_db_name(f, db, sizeof(db)))
+					continue;
+				for (size_t j = 0; dbs[j]; j++)
+					there |= !strcmp(dbs[j], db);
+				if (!there)
+					r = add_name(drop, &n, db);
+			}
+		json_object_put(m);
+		return r;
+	}
+	for (size_t i = 0; !r && i < json_object_array_length(list); i++) {
+		struct json_object *d = json_object_array_get_idx(list, i), *v;
+		const char *name = json_object_get_string(json_object_object_get(d, "name"));
+		bool there = false;
+
+		if (!name || !json_object_object_get_ex(d, "origin", &v) ||
+		    strcmp(json_object_get_string(v), "DatabaseDirectory") != 0)
+			continue;
+		for (size_t j = 0; dbs[j]; j++)
+			there |= !strcmp(dbs[j], name);
+		if (!there)
+			r = add_name(drop, &n, name);
+	}
+	json_object_put(m);
+	return r;
+}
+
+/* Start validating DatabaseDirectory's files if they changed since they
+ * were last taken (or nothing is active). Returns 1 when a validation was
+ * started, 0 when nothing changed (or one runs already), -errno with err
+ * when the files cannot be taken at all. */
 static int sync_source(struct loader *l, char *err)
 {
-	char fp[24], fingerprint[DEFS_FINGERPRINT_LEN + 1], qpath[PATH_MAX];
-	unsigned int gen;
+	char fp[24], **dbs = NULL;
+	size_t nfiles = 0, ndbs = 0, ndrop = 0;
 	int r;
 
+	if (l->validating)
+		return 0;
 	source_fingerprint(l->cfg->database_dir, fp);
 	if (!strcmp(fp, l->source_fp) && defs_store_current(l->store))
 		return 0;
 	r = check_readable_as_scan_user(l, err);
 	if (r < 0)
 		return r;
-	r = defs_store_import_dir(l->store, l->cfg->database_dir, &gen, err);
-	if (r < 0)
+	free_list(l->files);
+	free_list(l->drop);
+	l->files = l->drop = NULL;
+	r = list_source(l, &l->files, &nfiles, &dbs, &ndbs, err);
+	if (!r)
+		r = gone_from_source(l, dbs, &l->drop);
+	free_list(dbs);
+	if (r) {
+		if (r == -ENOMEM)
+			snprintf(err, 512, "out of memory");
 		return r;
-	/* Remembered either way: the same files are not imported again. */
-	util_strlcpy(l->source_fp, fp, sizeof(l->source_fp));
-	if (defs_store_fingerprint(l->store, gen, fingerprint) == 0 &&
-	    defs_store_find_quarantined(l->store, fingerprint, qpath, sizeof(qpath))) {
-		char path[PATH_MAX], msg[PATH_MAX + 128];
-		struct json_object *d = json_object_new_object();
+	}
+	for (ndrop = 0; l->drop && l->drop[ndrop]; ndrop++)
+		;
+	l->req = (struct install_req){
+		.cfg = l->cfg,
+		.id = l->id,
+		.files = (const char *const *)l->files,
+		.nfiles = nfiles,
+		.origin = "DatabaseDirectory",
+		.local = true,
+		.skip_unchanged = true,
+		.drop = (const char *const *)l->drop,
+		.ndrop = ndrop,
+		.progress_fd = -1,
+		.actor = "scanengined",
+	};
+	r = install_start(l->store, &l->req, &l->job, err);
+	if (r)
+		return r;
+	l->validating = true;
+	util_strlcpy(l->pending_fp, fp, sizeof(l->pending_fp));
+	log_info("validating the definitions of %s (%zu files%s), validator pid %d",
+		 l->cfg->database_dir, nfiles, ndrop ? ", some databases gone" : "",
+		 (int)l->job.pid);
+	return 1;
+}
 
-		/* the vendor's "repeats with each update": say so, and keep
-		 * the active set */
-		snprintf(msg, sizeof(msg),
-			 "definitions from %s failed to load before (quarantined in %s); not "
-			 "activated again",
-			 l->cfg->database_dir, qpath);
+static void load_current(struct loader *l, const char *why);
+static void raise_7(struct loader *l, const char *cause, const char *reason,
+		    struct json_object *detail);
+
+static void remember_outcome(struct loader *l, const char *result, const char *reason,
+			     unsigned int gen)
+{
+	struct json_object *o = json_object_new_object();
+	char when[32];
+	time_t now = time(NULL);
+	struct tm tm;
+
+	gmtime_r(&now, &tm);
+	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	json_object_object_add(o, "time", json_object_new_string(when));
+	json_object_object_add(o, "result", json_object_new_string(result));
+	if (reason)
+		json_object_object_add(o, "reason", json_object_new_string(reason));
+	if (gen)
+		json_object_object_add(o, "generation", json_object_new_int((int)gen));
+	json_object_put(l->last);
+	l->last = o;
+}
+
+/* The validator is done: activate, or say why not. */
+static void validation_done(struct loader *l)
+{
+	struct install_outcome out;
+	int r;
+
+	l->validating = false;
+	r = install_finish(l->store, &l->job, &l->req, &out);
+	if (r == -EAGAIN) {
+		/* a CLI install got in first: validate again over it */
+		log_warn("%s", out.reason);
+		l->validate_at_ms = util_now_ms() + 1000;
+	} else if (r == 0 && out.gen) {
+		util_strlcpy(l->source_fp, l->pending_fp, sizeof(l->source_fp));
+		log_info("definitions from %s passed validation; generation %u is active",
+			 l->cfg->database_dir, out.gen);
+		remember_outcome(l, "activated", NULL, out.gen);
+		l->start_failure[0] = '\0';
+		state_save(l);
+		util_strlcpy(l->reload_why, "new definitions", sizeof(l->reload_why));
+	} else if (r == 0) {
+		util_strlcpy(l->source_fp, l->pending_fp, sizeof(l->source_fp));
+		log_info("definitions from %s: nothing new", l->cfg->database_dir);
+		remember_outcome(l, "unchanged", NULL, 0);
+		state_save(l);
+	} else {
+		struct json_object *d = json_object_new_object();
+		char msg[1200];
+
+		/* Remembered either way: the same files are not taken again. */
+		if (r == -EBADMSG)
+			util_strlcpy(l->source_fp, l->pending_fp, sizeof(l->source_fp));
+		snprintf(msg, sizeof(msg), "definitions from %.300s %s: %.500s%s%.300s",
+			 l->cfg->database_dir, r == -EBADMSG ? "refused" : "could not be validated",
+			 out.reason, out.qpath[0] ? "; quarantined in " : "", out.qpath);
 		log_error("%s", msg);
+		remember_outcome(l, r == -EBADMSG ? "refused" : "error", out.reason, 0);
+		state_save(l);
 		json_object_object_add(d, "source", json_object_new_string(l->cfg->database_dir));
-		json_object_object_add(d, "fingerprint", json_object_new_string(fingerprint));
-		json_object_object_add(d, "quarantined_before", json_object_new_string(qpath));
+		if (out.qpath[0])
+			json_object_object_add(d, "quarantine", json_object_new_string(out.qpath));
 		if (l->faults)
 			faults_event(l->faults, "definitions_refused", msg, d);
 		else
 			json_object_put(d);
-		if (defs_store_gen_path(l->store, gen, path, sizeof(path)) == 0)
-			util_rm_rf(path);
-		state_save(l);
-		return 0;
+		if (!defs_store_current(l->store)) {
+			char reason[700];
+
+			snprintf(reason, sizeof(reason), "%.600s; no good definitions set is left",
+				 msg);
+			util_strlcpy(l->start_failure, reason, sizeof(l->start_failure));
+			raise_7(l, "bad definitions", reason, json_object_new_object());
+		}
 	}
-	r = defs_store_activate(l->store, gen);
-	if (r < 0) {
-		snprintf(err, 512, "cannot activate definitions generation %u: %s", gen,
-			 strerror(-r));
-		return r;
+	json_object_put(out.result);
+	free_list(l->files);
+	free_list(l->drop);
+	l->files = l->drop = NULL;
+	if (l->reload_why[0] && defs_store_current(l->store)) {
+		char why[64];
+
+		util_strlcpy(why, l->reload_why, sizeof(why));
+		l->reload_why[0] = '\0';
+		load_current(l, why);
 	}
-	log_info("definitions from %s imported as generation %u", l->cfg->database_dir, gen);
-	state_save(l);
-	return 1;
 }
 
 /* ---- loading --------------------------------------------------------------- */
@@ -303,14 +540,29 @@ static uint64_t available_bytes(const struct loader *l)
 /* Reload beside the running engine when a second one fits (no gap in
  * scanning), else one at a time (scans wait in the queue) rather than
  * risk the OOM killer; say which and why. */
-static bool one_at_a_time(const struct loader *l, const char *dir)
+/* The engine memory the validator's test load measured for gen (its
+ * manifest's engine_kib), or 0. */
+static uint64_t measured_engine_bytes(const struct loader *l, unsigned int gen)
+{
+	struct json_object *m = defs_store_manifest(l->store, gen), *v;
+	uint64_t bytes = 0;
+
+	if (m && json_object_object_get_ex(m, "engine_kib", &v))
+		bytes = (uint64_t)json_object_get_int64(v) << 10;
+	json_object_put(m);
+	return bytes;
+}
+
+static bool one_at_a_time(const struct loader *l, unsigned int gen, const char *dir)
 {
 	uint64_t need, avail;
 	bool exclusive;
 
 	if (!pool_ready(l->pool))
 		return false;
-	need = estimate_engine_bytes(l, gen_bytes(dir));
+	need = measured_engine_bytes(l, gen);
+	if (!need)
+		need = estimate_engine_bytes(l, gen_bytes(dir));
 	avail = available_bytes(l);
 	/* a tenth more: compiling needs more than the engine keeps */
 	exclusive = !l->cfg->concurrent_reload || need + need / 10 > avail;
@@ -334,7 +586,7 @@ static void load_current(struct loader *l, const char *why)
 	}
 	if (defs_store_gen_path(l->store, gen, path, sizeof(path)) < 0)
 		return;
-	r = pool_load(l->pool, path, one_at_a_time(l, path));
+	r = pool_load(l->pool, path, one_at_a_time(l, gen, path));
 	if (r == -EBUSY) {
 		log_info("%s: a definitions load is already in progress", why);
 		return;
@@ -563,6 +815,11 @@ void loader_free(struct loader *l)
 {
 	if (!l)
 		return;
+	if (l->validating)
+		install_abort(&l->job);
+	free_list(l->files);
+	free_list(l->drop);
+	json_object_put(l->last);
 	defs_store_close(l->store);
 	free(l);
 }
@@ -583,20 +840,34 @@ int loader_start(struct loader *l, char *err)
 		log_error("%s; keeping definitions generation %u", err,
 			  defs_store_current(l->store));
 	}
-	if (!defs_store_current(l->store)) {
-		snprintf(err, 512, "no definitions to load: DatabaseDirectory %s has none",
-			 l->cfg->database_dir);
-		return -ENOENT;
-	}
-	load_current(l, "start-up");
+	/* Serve with the active set meanwhile; a set that passes
+	 * validation takes over when it is loaded. */
+	if (defs_store_current(l->store))
+		load_current(l, "start-up");
+	else if (r == 1)
+		util_strlcpy(l->reload_why, "start-up", sizeof(l->reload_why));
 	return 0;
 }
 
 void loader_reload(struct loader *l, const char *why)
 {
 	char err[512];
+	int r;
 
-	if (sync_source(l, err) < 0) {
+	if (l->validating) {
+		/* what the validator brings will be loaded when it is done */
+		util_strlcpy(l->reload_why, why, sizeof(l->reload_why));
+		log_info("%s: the definitions of %s are being validated; the engine reloads "
+			 "when that is done",
+			 why, l->cfg->database_dir);
+		return;
+	}
+	r = sync_source(l, err);
+	if (r == 1) {
+		util_strlcpy(l->reload_why, why, sizeof(l->reload_why));
+		return;
+	}
+	if (r < 0) {
 		log_error("%s: %s; keeping definitions generation %u", why, err,
 			  defs_store_current(l->store));
 		if (l->faults) {
@@ -610,20 +881,86 @@ void loader_reload(struct loader *l, const char *why)
 	load_current(l, why);
 }
 
+bool loader_busy(const struct loader *l)
+{
+	return l->validating;
+}
+
+const char *loader_start_failure(const struct loader *l)
+{
+	return l->start_failure[0] ? l->start_failure : NULL;
+}
+
 void loader_tick(struct loader *l)
 {
 	uint64_t now = util_now_ms();
 
+	if (l->validating) {
+		int st, w = 1;
+
+		/* the pool reaps every child; it keeps the validator's status */
+		if (pool_claim_death(l->pool, l->job.pid, &st)) {
+			l->job.status = st;
+			l->job.pid = 0;
+			w = 0;
+		} else {
+			w = install_wait(&l->job, false);
+			if (w == -ECHILD) { /* reaped, status lost: result.json tells */
+				l->job.pid = 0;
+				w = 0;
+			}
+		}
+		if (w == 0)
+			validation_done(l);
+	}
+	if (l->validate_at_ms && now >= l->validate_at_ms && !l->validating) {
+		char err[512];
+
+		l->validate_at_ms = 0;
+		if (sync_source(l, err) < 0)
+			log_error("%s", err);
+	}
 	if (l->retry_at_ms && now >= l->retry_at_ms && !pool_loading(l->pool)) {
 		l->retry_at_ms = 0;
 		load_current(l, "retry");
 	}
 }
 
+/* What the engine scans with: the databases of its generation's
+ * manifest, as the operator asks "which version is active". */
+static struct json_object *engine_databases(const struct loader *l)
+{
+	struct json_object *m, *dbs, *out = json_object_new_array();
+
+	if (!l->active_gen || !out)
+		return out;
+	m = defs_store_manifest(l->store, l->active_gen);
+	if (m && json_object_object_get_ex(m, "databases", &dbs))
+		for (size_t i = 0; i < json_object_array_length(dbs); i++) {
+			struct json_object *d = json_object_array_get_idx(dbs, i), *e, *v;
+			static const char *const keys[] = {"name",	     "file",
+							   "version",	     "signatures",
+							   "authentication", "origin"};
+
+			e = json_object_new_object();
+			for (size_t k = 0; e && k < SE_ARRAY_SIZE(keys); k++)
+				if (json_object_object_get_ex(d, keys[k], &v))
+					json_object_object_add(e, keys[k], json_object_get(v));
+			json_object_array_add(out, e);
+		}
+	json_object_put(m);
+	return out;
+}
+
 void loader_status(const struct loader *l, struct json_object *o)
 {
 	json_object_object_add(o, "definitions_generation",
 			       json_object_new_int((int)defs_store_current(l->store)));
+	json_object_object_add(o, "engine_generation", json_object_new_int((int)l->active_gen));
+	json_object_object_add(o, "definitions_databases", engine_databases(l));
+	json_object_object_add(o, "definitions_validating", json_object_new_boolean(l->validating));
+	if (l->last)
+		json_object_object_add(o, "definitions_last_validation", json_object_get(l->last));
 	json_object_object_add(o, "definitions_store", defs_store_list_json(l->store));
 	if (l->retry_at_ms) {
 		uint64_t now = util_now_ms();

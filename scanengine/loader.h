@@ -4,8 +4,15 @@
  * The engine always loads a generation of the definitions store
  * (<StateDirectory>/defs, defs/store.h). DatabaseDirectory is where new
  * definitions come from: when its files changed (looked at on start,
- * RELOAD and SIGUSR2, never by watching) they are imported as a new
- * generation and activated.
+ * RELOAD and SIGUSR2, never by watching) a validator process (defs/install.h)
+ * checks them in the background, as the scan account, over the active
+ * generation: the files that differ from the active set's are new, the
+ * databases that came from DatabaseDirectory and are gone from it are left
+ * out, the rest (sets installed with scanctl) is carried over. A set that
+ * passes becomes a new generation, is activated and loaded; one that is
+ * refused is quarantined with its reason (event "definitions_refused") and
+ * the active generation stays. Until the first set passes there is nothing
+ * to load: fault 7.
  *
  * When an engine cannot be brought up, fault 7 is raised with the cause:
  *   - bad definitions (libclamav rejects them, or the loader crashes on
@@ -63,7 +70,15 @@ void loader_engine_ready(struct loader *l, const struct msg_engine_info *info);
 void loader_engine_failed(struct loader *l, enum load_failure cls, const char *why,
 			  const char *dir);
 
-/* loader_tick: retries that are due. Call every ~100 ms. */
+/* loader_busy: a validation of DatabaseDirectory's files is running. */
+bool loader_busy(const struct loader *l);
+
+/* loader_start_failure: why no engine can be brought up at all (the only
+ * definitions there are were refused), or NULL. */
+const char *loader_start_failure(const struct loader *l);
+
+/* loader_tick: retries that are due, a validator that finished. Call every
+ * ~100 ms. */
 void loader_tick(struct loader *l);
 
 /* loader_status: add the store's state ("definitions_generation",

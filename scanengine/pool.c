@@ -1270,6 +1270,18 @@ void pool_reap(struct pool *p)
 	gens_collect(p);
 }
 
+bool pool_claim_death(struct pool *p, pid_t pid, int *status)
+{
+	for (unsigned int i = 0; i < p->nunknown; i++) {
+		if (p->unknown[i].pid != pid)
+			continue;
+		*status = p->unknown[i].status;
+		p->unknown[i] = p->unknown[--p->nunknown];
+		return true;
+	}
+	return false;
+}
+
 void pool_shutdown(struct pool *p)
 {
 	uint64_t deadline;

@@ -116,6 +116,12 @@ void pool_tick(struct pool *p);
 /* pool_reap: collect every exited child (call on SIGCHLD). */
 void pool_reap(struct pool *p);
 
+/* pool_claim_death: pool_reap reaps every child of the process; a child
+ * that is none of the pool's (the definitions validator) is kept on a
+ * short list, from which its owner takes its status here. Returns whether
+ * pid had died. */
+bool pool_claim_death(struct pool *p, pid_t pid, int *status);
+
 /* pool_shutdown: answer every queued and running job with an error, stop
  * all engine processes and wait for them. */
 void pool_shutdown(struct pool *p);

@@ -462,6 +462,17 @@ static void tick(struct supervisor *s)
 		notify_send("WATCHDOG=1");
 	}
 	loader_tick(s->loader);
+	/* Nothing to load at all (the only definitions were refused): up,
+	 * degraded, saying why (fault 7). */
+	if (!s->started && !pool_loading(s->pool) && !loader_busy(s->loader) &&
+	    loader_start_failure(s->loader)) {
+		char warning[700];
+
+		snprintf(warning, sizeof(warning), "fault 7 (scan service failed to start): %.600s",
+			 loader_start_failure(s->loader));
+		service_started(s, warning);
+		notify_send("READY=1\nSTATUS=fault 7: no engine");
+	}
 	if (now - s->last_health_ms >= s->cfg->health_check_interval * 1000ULL) {
 		s->last_health_ms = now;
 		health_check(s->cfg, &s->id, s->faults);
