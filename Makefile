@@ -74,7 +74,9 @@ $(LIB): $(LIB_OBJ)
 $(BUILD)/scanengined: $(BUILD)/obj/scanengine/main.o $(LIB)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
-$(BUILD)/scanctl: $(BUILD)/obj/scanctl/scanctl.o $(LIB)
+SCANCTL_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard scanctl/*.c))
+
+$(BUILD)/scanctl: $(SCANCTL_OBJ) $(LIB)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIB)

@@ -5,6 +5,7 @@
  * scan failed (said in the output), 2 usage error or cannot connect. */
 #include "common/config.h"
 #include "common/util.h"
+#include "scanctl/scanctl.h"
 #include "scanengine/version.h"
 #include "scanengine/walk.h"
 
@@ -23,24 +24,15 @@
 #include <time.h>
 #include <unistd.h>
 
-#define EXIT_FOUND     1
-#define EXIT_USAGE     2
 #define SESSION_WINDOW 32 /* requests in flight in one IDSESSION */
 #define REPLY_MAX      (PATH_MAX + 1024)
-
-struct opts {
-	const char *socket;
-	bool json;
-	enum { MODE_PATH, MODE_FDPASS, MODE_STREAM } mode;
-	bool multiscan;
-};
 
 struct tally {
 	unsigned long files, infected, errors;
 	struct json_object *results; /* --json: array of per-file results */
 };
 
-static const char *prog = "scanctl";
+const char *prog = "scanctl";
 
 static void usage(FILE *f)
 {
@@ -62,6 +54,9 @@ static void usage(FILE *f)
 		"  ping           check that the service answers\n"
 		"  version        libclamav and definitions version\n"
 		"  reload         reload the definitions (root or AdminGroup)\n"
+		"  defs verify|install|list|history|rollback|build ...\n"
+		"                 the definitions: validate, install, roll back, build\n"
+		"                 your own (scanctl defs --help)\n"
 		"  shutdown       stop the service (root or AdminGroup)\n"
 		"\n"
 		"Options:\n"
@@ -75,9 +70,9 @@ static void usage(FILE *f)
 		CONFIG_DEFAULT_PATH);
 }
 
-static void die(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
+void sc_die(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
 
-static void die(int status, const char *fmt, ...)
+void sc_die(int status, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -89,21 +84,42 @@ static void die(int status, const char *fmt, ...)
 	exit(status);
 }
 
-static int connect_service(const struct opts *o)
+int sc_try_connect(const struct opts *o)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	int fd;
+	int fd, r;
 
 	if (strlen(o->socket) >= sizeof(sa.sun_path))
-		die(EXIT_USAGE, "socket path too long: %s", o->socket);
+		return -ENAMETOOLONG;
 	util_strlcpy(sa.sun_path, o->socket, sizeof(sa.sun_path));
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
-		die(EXIT_USAGE, "socket: %s", strerror(errno));
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
-		die(EXIT_USAGE, "cannot connect to scanengined at %s: %s (is the service running?)",
-		    o->socket, strerror(errno));
+		return -errno;
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		r = -errno;
+		close(fd);
+		return r;
+	}
 	return fd;
+}
+
+int sc_connect(const struct opts *o)
+{
+	int fd = sc_try_connect(o);
+
+	if (fd == -ENAMETOOLONG)
+		sc_die(EXIT_USAGE, "socket path too long: %s", o->socket);
+	if (fd < 0)
+		sc_die(EXIT_USAGE,
+		       "cannot connect to scanengined at %s: %s (is the service running?)",
+		       o->socket, strerror(-fd));
+	return fd;
+}
+
+void sc_print_json(struct json_object *o)
+{
+	printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY));
+	json_object_put(o);
 }
 
 static void send_all(int fd, const void *buf, size_t len)
@@ -116,7 +132,8 @@ static void send_all(int fd, const void *buf, size_t len)
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			die(EXIT_USAGE, "lost the connection to scanengined: %s", strerror(errno));
+			sc_die(EXIT_USAGE, "lost the connection to scanengined: %s",
+			       strerror(errno));
 		}
 		p += n;
 		len -= (size_t)n;
@@ -151,15 +168,16 @@ static int read_reply(struct reader *r, char *out, size_t outlen)
 			return 1;
 		}
 		if (r->len == sizeof(r->buf))
-			die(EXIT_USAGE, "reply from scanengined too long");
+			sc_die(EXIT_USAGE, "reply from scanengined too long");
 		n = recv(r->fd, r->buf + r->len, sizeof(r->buf) - r->len, 0);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
-			die(EXIT_USAGE, "lost the connection to scanengined: %s", strerror(errno));
+			sc_die(EXIT_USAGE, "lost the connection to scanengined: %s",
+			       strerror(errno));
 		if (n == 0) {
 			if (r->len)
-				die(EXIT_USAGE, "truncated reply from scanengined");
+				sc_die(EXIT_USAGE, "truncated reply from scanengined");
 			return 0;
 		}
 		r->len += (size_t)n;
@@ -167,13 +185,14 @@ static int read_reply(struct reader *r, char *out, size_t outlen)
 }
 
 /* One command, one reply (z-framing). Returns the reply in out. */
-static void simple_command(const struct opts *o, const char *cmd, char *out, size_t outlen)
+void sc_command(const struct opts *o, const char *cmd, char *out, size_t outlen)
 {
-	struct reader r = {.fd = connect_service(o)};
+	struct reader r = {.fd = sc_connect(o)};
 
 	send_cmd(r.fd, cmd);
 	if (!read_reply(&r, out, outlen))
-		die(EXIT_USAGE, "scanengined closed the connection without answering %s", cmd + 1);
+		sc_die(EXIT_USAGE, "scanengined closed the connection without answering %s",
+		       cmd + 1);
 	close(r.fd);
 }
 
@@ -245,7 +264,7 @@ static void parse_line(char *line, const char **path, const char **text)
 static void scan_by_path(const struct opts *o, struct tally *t, const char *abs)
 {
 	char cmd[PATH_MAX + 32], line[REPLY_MAX];
-	struct reader r = {.fd = connect_service(o)};
+	struct reader r = {.fd = sc_connect(o)};
 	unsigned long before_inf = t->infected, before_err = t->errors;
 	bool any = false;
 
@@ -264,7 +283,7 @@ static void scan_by_path(const struct opts *o, struct tally *t, const char *abs)
 	}
 	close(r.fd);
 	if (!any)
-		die(EXIT_USAGE, "scanengined closed the connection without answering");
+		sc_die(EXIT_USAGE, "scanengined closed the connection without answering");
 	if (t->infected == before_inf && t->errors == before_err)
 		result(o, t, abs, "OK"), t->files--;
 }
@@ -285,7 +304,7 @@ static void send_fildes(int sock, int fd)
 	send_cmd(sock, "zFILDES");
 	n = util_sendmsg_fd(sock, &iov, 1, fd, 0);
 	if (n < 0)
-		die(EXIT_USAGE, "lost the connection to scanengined: %s", strerror((int)-n));
+		sc_die(EXIT_USAGE, "lost the connection to scanengined: %s", strerror((int)-n));
 }
 
 static void send_stream(int sock, int fd, const char *path)
@@ -318,7 +337,7 @@ static void session_reply(const struct opts *o, struct tally *t, struct pending 
 	unsigned long id;
 
 	if (!colon || colon[1] != ' ')
-		die(EXIT_USAGE, "unexpected reply from scanengined: %s", line);
+		sc_die(EXIT_USAGE, "unexpected reply from scanengined: %s", line);
 	id = strtoul(line, NULL, 10);
 	for (unsigned int i = 0; i < *npend; i++) {
 		if (pend[i].id != id)
@@ -341,7 +360,7 @@ static void scan_by_session(const struct opts *o, struct tally *t, const char *a
 {
 	struct walk_opts wo = {0};
 	struct walk *w = walk_new(abs, &wo);
-	struct reader r = {.fd = connect_service(o)};
+	struct reader r = {.fd = sc_connect(o)};
 	struct pending pend[SESSION_WINDOW];
 	unsigned int npend = 0, id = 0;
 	unsigned long before_inf = t->infected, before_err = t->errors;
@@ -349,11 +368,11 @@ static void scan_by_session(const struct opts *o, struct tally *t, const char *a
 	struct walk_entry e;
 
 	if (!w)
-		die(EXIT_USAGE, "out of memory");
+		sc_die(EXIT_USAGE, "out of memory");
 	send_cmd(r.fd, "zIDSESSION");
 	for (;;) {
 		if (walk_next(w, &e) < 0)
-			die(EXIT_USAGE, "out of memory");
+			sc_die(EXIT_USAGE, "out of memory");
 		if (e.kind == WALK_DONE)
 			break;
 		if (e.kind == WALK_ERROR) {
@@ -367,7 +386,7 @@ static void scan_by_session(const struct opts *o, struct tally *t, const char *a
 			continue;
 		while (npend == SESSION_WINDOW) {
 			if (!read_reply(&r, line, sizeof(line)))
-				die(EXIT_USAGE, "scanengined closed the session early");
+				sc_die(EXIT_USAGE, "scanengined closed the session early");
 			session_reply(o, t, pend, &npend, line);
 		}
 		if (o->mode == MODE_FDPASS)
@@ -383,7 +402,7 @@ static void scan_by_session(const struct opts *o, struct tally *t, const char *a
 	while (npend && read_reply(&r, line, sizeof(line)))
 		session_reply(o, t, pend, &npend, line);
 	if (npend)
-		die(EXIT_USAGE, "scanengined closed the session before answering every file");
+		sc_die(EXIT_USAGE, "scanengined closed the session before answering every file");
 	close(r.fd);
 	walk_free(w);
 	if (t->infected == before_inf && t->errors == before_err) {
@@ -416,7 +435,7 @@ static int cmd_scan(struct opts *o, int argc, char **argv)
 			return EXIT_USAGE;
 	}
 	if (optind >= argc)
-		die(EXIT_USAGE, "scan: which paths? (scanctl scan PATH...)");
+		sc_die(EXIT_USAGE, "scan: which paths? (scanctl scan PATH...)");
 	if (o->json)
 		t.results = json_object_new_array();
 	clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -430,9 +449,9 @@ static int cmd_scan(struct opts *o, int argc, char **argv)
 			char cwd[PATH_MAX];
 
 			if (!getcwd(cwd, sizeof(cwd)))
-				die(EXIT_USAGE, "getcwd: %s", strerror(errno));
+				sc_die(EXIT_USAGE, "getcwd: %s", strerror(errno));
 			if (snprintf(abs, sizeof(abs), "%s/%s", cwd, argv[i]) >= (int)sizeof(abs))
-				die(EXIT_USAGE, "%s: path too long", argv[i]);
+				sc_die(EXIT_USAGE, "%s: path too long", argv[i]);
 		}
 		if (lstat(abs, &st) < 0) {
 			char msg[300];
@@ -471,9 +490,7 @@ static int cmd_scan(struct opts *o, int argc, char **argv)
 	return (t.infected || t.errors) ? EXIT_FOUND : 0;
 }
 
-static void print_kv(const char *k, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void print_kv(const char *k, const char *fmt, ...)
+void sc_print_kv(const char *k, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -484,14 +501,14 @@ static void print_kv(const char *k, const char *fmt, ...)
 	putchar('\n');
 }
 
-static const char *jstr(struct json_object *o, const char *k)
+const char *sc_jstr(struct json_object *o, const char *k)
 {
 	struct json_object *v;
 
 	return json_object_object_get_ex(o, k, &v) ? json_object_get_string(v) : "-";
 }
 
-static long long jint(struct json_object *o, const char *k)
+long long sc_jint(struct json_object *o, const char *k)
 {
 	struct json_object *v;
 
@@ -504,49 +521,50 @@ static int cmd_status(const struct opts *o)
 	struct json_object *st, *defs = NULL;
 	long long up;
 
-	simple_command(o, "zSTATUS", reply, sizeof(reply));
+	sc_command(o, "zSTATUS", reply, sizeof(reply));
 	if (ends_with(reply, " ERROR"))
-		die(EXIT_FOUND, "%s", reply);
+		sc_die(EXIT_FOUND, "%s", reply);
 	st = json_tokener_parse(reply);
 	if (!st)
-		die(EXIT_FOUND, "unexpected STATUS reply: %.200s", reply);
+		sc_die(EXIT_FOUND, "unexpected STATUS reply: %.200s", reply);
 	if (o->json) {
 		printf("%s\n", json_object_to_json_string_ext(st, JSON_C_TO_STRING_PRETTY));
 		json_object_put(st);
 		return 0;
 	}
 	json_object_object_get_ex(st, "definitions", &defs);
-	up = jint(st, "uptime_seconds");
-	print_kv("service", "scanengined %s, pid %lld, up %lldd %02lld:%02lld:%02lld",
-		 jstr(st, "version"), jint(st, "pid"), up / 86400, up / 3600 % 24, up / 60 % 60,
-		 up % 60);
-	print_kv("socket", "%s", jstr(st, "socket"));
+	up = sc_jint(st, "uptime_seconds");
+	sc_print_kv("service", "scanengined %s, pid %lld, up %lldd %02lld:%02lld:%02lld",
+		    sc_jstr(st, "version"), sc_jint(st, "pid"), up / 86400, up / 3600 % 24,
+		    up / 60 % 60, up % 60);
+	sc_print_kv("socket", "%s", sc_jstr(st, "socket"));
 	if (defs && json_object_get_boolean(json_object_object_get(defs, "loaded"))) {
-		print_kv("definitions", "%lld signatures, version %lld, loaded in %lld ms",
-			 jint(defs, "signatures"), jint(defs, "database_version"),
-			 jint(defs, "load_ms"));
-		print_kv("engine", "libclamav %s, %lld KiB resident", jstr(defs, "libclamav"),
-			 jint(defs, "engine_rss_kib"));
+		sc_print_kv("definitions", "%lld signatures, version %lld, loaded in %lld ms",
+			    sc_jint(defs, "signatures"), sc_jint(defs, "database_version"),
+			    sc_jint(defs, "load_ms"));
+		sc_print_kv("engine", "libclamav %s, %lld KiB resident", sc_jstr(defs, "libclamav"),
+			    sc_jint(defs, "engine_rss_kib"));
 	} else {
-		print_kv("definitions", "NOT LOADED");
+		sc_print_kv("definitions", "NOT LOADED");
 	}
-	print_kv("database directory", "%s", jstr(st, "database_directory"));
-	print_kv("scan user", "%s%s", jstr(st, "scan_user"),
-		 json_object_get_boolean(json_object_object_get(st, "scan_user_missing"))
-			 ? " (MISSING: scanning as root)"
-			 : "");
-	print_kv("workers", "%lld alive of %lld (%lld busy), queue %lld", jint(st, "workers_alive"),
-		 jint(st, "workers_configured"), jint(st, "workers_busy"), jint(st, "queue"));
-	print_kv("scans", "%lld total: %lld clean, %lld found, %lld errors", jint(st, "jobs"),
-		 jint(st, "clean"), jint(st, "found"), jint(st, "errors"));
-	print_kv("worker crashes", "%lld (%lld over MaxScanTime), %lld respawns, %lld retries",
-		 jint(st, "worker_crashes"), jint(st, "worker_timeouts"),
-		 jint(st, "worker_respawns"), jint(st, "retries"));
-	print_kv("reloads", "%lld (engine loads %lld, failures %lld)", jint(st, "reloads"),
-		 jint(st, "engine_loads"), jint(st, "engine_load_failures"));
-	if (strcmp(jstr(st, "last_load_error"), "-"))
-		print_kv("last load error", "%s", jstr(st, "last_load_error"));
-	print_kv("connections", "%lld", jint(st, "connections"));
+	sc_print_kv("database directory", "%s", sc_jstr(st, "database_directory"));
+	sc_print_kv("scan user", "%s%s", sc_jstr(st, "scan_user"),
+		    json_object_get_boolean(json_object_object_get(st, "scan_user_missing"))
+			    ? " (MISSING: scanning as root)"
+			    : "");
+	sc_print_kv("workers", "%lld alive of %lld (%lld busy), queue %lld",
+		    sc_jint(st, "workers_alive"), sc_jint(st, "workers_configured"),
+		    sc_jint(st, "workers_busy"), sc_jint(st, "queue"));
+	sc_print_kv("scans", "%lld total: %lld clean, %lld found, %lld errors", sc_jint(st, "jobs"),
+		    sc_jint(st, "clean"), sc_jint(st, "found"), sc_jint(st, "errors"));
+	sc_print_kv("worker crashes", "%lld (%lld over MaxScanTime), %lld respawns, %lld retries",
+		    sc_jint(st, "worker_crashes"), sc_jint(st, "worker_timeouts"),
+		    sc_jint(st, "worker_respawns"), sc_jint(st, "retries"));
+	sc_print_kv("reloads", "%lld (engine loads %lld, failures %lld)", sc_jint(st, "reloads"),
+		    sc_jint(st, "engine_loads"), sc_jint(st, "engine_load_failures"));
+	if (strcmp(sc_jstr(st, "last_load_error"), "-"))
+		sc_print_kv("last load error", "%s", sc_jstr(st, "last_load_error"));
+	sc_print_kv("connections", "%lld", sc_jint(st, "connections"));
 	{
 		struct json_object *fa = NULL, *po = NULL;
 		char ids[128] = "";
@@ -557,14 +575,14 @@ static int cmd_status(const struct opts *o)
 				n += (size_t)snprintf(
 					ids + n, sizeof(ids) - n, "%s%d", i ? ", " : "",
 					json_object_get_int(json_object_array_get_idx(fa, i)));
-		print_kv("active faults", "%s", n ? ids : "none");
+		sc_print_kv("active faults", "%s", n ? ids : "none");
 		if (json_object_object_get_ex(st, "poisoned", &po) &&
 		    json_object_array_length(po)) {
 			for (size_t i = 0; i < json_object_array_length(po); i++) {
 				struct json_object *e = json_object_array_get_idx(po, i);
 
-				print_kv(i ? "" : "poisoned files", "%s (%lld crashes)",
-					 jstr(e, "path"), jint(e, "crashes"));
+				sc_print_kv(i ? "" : "poisoned files", "%s (%lld crashes)",
+					    sc_jstr(e, "path"), sc_jint(e, "crashes"));
 			}
 		}
 	}
@@ -580,7 +598,7 @@ static void print_time(const char *k, long long epoch)
 
 	localtime_r(&t, &tm);
 	strftime(buf, sizeof(buf), "%Y-%m-%d %H:%M:%S %Z", &tm);
-	print_kv(k, "%s", buf);
+	sc_print_kv(k, "%s", buf);
 }
 
 static int cmd_faults(const struct opts *o, int argc, char **argv)
@@ -605,31 +623,32 @@ static int cmd_faults(const struct opts *o, int argc, char **argv)
 			return EXIT_USAGE;
 	}
 	if (optind < argc)
-		die(EXIT_USAGE, "faults: unexpected argument '%s'", argv[optind]);
+		sc_die(EXIT_USAGE, "faults: unexpected argument '%s'", argv[optind]);
 	if (reset) {
-		simple_command(o, "zRESETPOISON", reply, sizeof(reply));
+		sc_command(o, "zRESETPOISON", reply, sizeof(reply));
 		if (ends_with(reply, " ERROR"))
-			die(EXIT_FOUND, "%s", reply);
+			sc_die(EXIT_FOUND, "%s", reply);
 		printf(o->json ? "{ \"reply\": \"%s\" }\n" : "%s\n", reply);
 		return 0;
 	}
-	simple_command(o, history ? "zFAULTHISTORY" : "zFAULTS", reply, sizeof(reply));
+	sc_command(o, history ? "zFAULTHISTORY" : "zFAULTS", reply, sizeof(reply));
 	if (ends_with(reply, " ERROR"))
-		die(EXIT_FOUND, "%s", reply);
+		sc_die(EXIT_FOUND, "%s", reply);
 	arr = json_tokener_parse(reply);
 	if (!arr || !json_object_is_type(arr, json_type_array))
-		die(EXIT_FOUND, "unexpected reply: %.200s", reply);
+		sc_die(EXIT_FOUND, "unexpected reply: %.200s", reply);
 	if (o->json) {
 		printf("%s\n", json_object_to_json_string_ext(arr, JSON_C_TO_STRING_PRETTY));
 	} else if (history) {
 		for (size_t i = 0; i < json_object_array_length(arr); i++) {
 			struct json_object *e = json_object_array_get_idx(arr, i);
 
-			printf("%s  %-20s %s%s%s%s\n", jstr(e, "time_text"), jstr(e, "event"),
-			       jint(e, "id") ? "fault " : "", jint(e, "id") ? jstr(e, "id") : "",
-			       jint(e, "id") ? ": " : "",
-			       strcmp(jstr(e, "reason"), "-") ? jstr(e, "reason")
-							      : jstr(e, "message"));
+			printf("%s  %-20s %s%s%s%s\n", sc_jstr(e, "time_text"), sc_jstr(e, "event"),
+			       sc_jint(e, "id") ? "fault " : "",
+			       sc_jint(e, "id") ? sc_jstr(e, "id") : "",
+			       sc_jint(e, "id") ? ": " : "",
+			       strcmp(sc_jstr(e, "reason"), "-") ? sc_jstr(e, "reason")
+								 : sc_jstr(e, "message"));
 		}
 	} else if (!json_object_array_length(arr)) {
 		printf("no active faults\n");
@@ -637,11 +656,11 @@ static int cmd_faults(const struct opts *o, int argc, char **argv)
 		for (size_t i = 0; i < json_object_array_length(arr); i++) {
 			struct json_object *f = json_object_array_get_idx(arr, i);
 
-			printf("%sfault %lld: %s (%s)\n", i ? "\n" : "", jint(f, "id"),
-			       jstr(f, "name"), jstr(f, "severity"));
-			print_time("  since", jint(f, "since"));
-			print_kv("  reason", "%s", jstr(f, "reason"));
-			print_kv("  remediation", "%s", jstr(f, "remediation"));
+			printf("%sfault %lld: %s (%s)\n", i ? "\n" : "", sc_jint(f, "id"),
+			       sc_jstr(f, "name"), sc_jstr(f, "severity"));
+			print_time("  since", sc_jint(f, "since"));
+			sc_print_kv("  reason", "%s", sc_jstr(f, "reason"));
+			sc_print_kv("  remediation", "%s", sc_jstr(f, "remediation"));
 		}
 	}
 	json_object_put(arr);
@@ -652,7 +671,7 @@ static int cmd_simple(const struct opts *o, const char *cmd, const char *expect)
 {
 	char reply[4096];
 
-	simple_command(o, cmd, reply, sizeof(reply));
+	sc_command(o, cmd, reply, sizeof(reply));
 	if (o->json) {
 		struct json_object *out = json_object_new_object();
 
@@ -670,7 +689,7 @@ static int cmd_simple(const struct opts *o, const char *cmd, const char *expect)
 
 static int cmd_shutdown(const struct opts *o)
 {
-	struct reader r = {.fd = connect_service(o)};
+	struct reader r = {.fd = sc_connect(o)};
 	char reply[1024];
 
 	send_cmd(r.fd, "zSHUTDOWN");
@@ -686,6 +705,62 @@ static int cmd_shutdown(const struct opts *o)
 		printf("{ \"ok\": true }\n");
 	return 0;
 }
+
+static int run_status(struct opts *o, int argc, char **argv)
+{
+	(void)argc;
+	(void)argv;
+	return cmd_status(o);
+}
+
+static int run_ping(struct opts *o, int argc, char **argv)
+{
+	(void)argc;
+	(void)argv;
+	return cmd_simple(o, "zPING", "PONG");
+}
+
+static int run_version(struct opts *o, int argc, char **argv)
+{
+	(void)argc;
+	(void)argv;
+	return cmd_simple(o, "zVERSION", NULL);
+}
+
+static int run_reload(struct opts *o, int argc, char **argv)
+{
+	(void)argc;
+	(void)argv;
+	return cmd_simple(o, "zRELOAD", "RELOADING");
+}
+
+static int run_shutdown(struct opts *o, int argc, char **argv)
+{
+	(void)argc;
+	(void)argv;
+	return cmd_shutdown(o);
+}
+
+static int run_faults(struct opts *o, int argc, char **argv)
+{
+	return cmd_faults(o, argc, argv);
+}
+
+static int run_defs(struct opts *o, int argc, char **argv)
+{
+	return scanctl_defs(o, argc, argv);
+}
+
+static const struct command {
+	const char *name;
+	int (*fn)(struct opts *o, int argc, char **argv);
+	bool args; /* takes arguments */
+} commands[] = {
+	{"scan", cmd_scan, true},      {"faults", run_faults, true},
+	{"defs", run_defs, true},      {"status", run_status, false},
+	{"ping", run_ping, false},     {"version", run_version, false},
+	{"reload", run_reload, false}, {"shutdown", run_shutdown, false},
+};
 
 int main(int argc, char **argv)
 {
@@ -735,9 +810,10 @@ int main(int argc, char **argv)
 	if (!config && !o.socket && stat(CONFIG_DEFAULT_PATH, &st) == 0)
 		config = CONFIG_DEFAULT_PATH;
 	if (config_load(&cfg, config, err) < 0)
-		die(EXIT_USAGE, "%s", err);
+		sc_die(EXIT_USAGE, "%s", err);
 	if (!o.socket)
 		o.socket = cfg.local_socket;
+	o.cfg = &cfg;
 	cmd = argv[optind];
 	argc -= optind;
 	argv += optind;
@@ -749,23 +825,16 @@ int main(int argc, char **argv)
 			argc--;
 			i--;
 		}
-	if (!strcmp(cmd, "scan"))
-		ret = cmd_scan(&o, argc, argv);
-	else if (!strcmp(cmd, "faults"))
-		ret = cmd_faults(&o, argc, argv);
-	else if (argc > 1)
-		die(EXIT_USAGE, "%s takes no arguments", cmd);
-	else if (!strcmp(cmd, "status"))
-		ret = cmd_status(&o);
-	else if (!strcmp(cmd, "ping"))
-		ret = cmd_simple(&o, "zPING", "PONG");
-	else if (!strcmp(cmd, "version"))
-		ret = cmd_simple(&o, "zVERSION", NULL);
-	else if (!strcmp(cmd, "reload"))
-		ret = cmd_simple(&o, "zRELOAD", "RELOADING");
-	else if (!strcmp(cmd, "shutdown"))
-		ret = cmd_shutdown(&o);
-	else {
+	ret = -1;
+	for (size_t i = 0; i < SE_ARRAY_SIZE(commands); i++) {
+		if (strcmp(cmd, commands[i].name))
+			continue;
+		if (!commands[i].args && argc > 1)
+			sc_die(EXIT_USAGE, "%s takes no arguments", cmd);
+		ret = commands[i].fn(&o, argc, argv);
+		break;
+	}
+	if (ret < 0) {
 		fprintf(stderr, "%s: unknown command '%s'\n", prog, cmd);
 		usage(stderr);
 		ret = EXIT_USAGE;
