@@ -119,11 +119,25 @@ class Daemon:
                                      (self.proc.returncode, self.read_stderr()[-2000:]))
             try:
                 if self.command(b"zPING\0", timeout=2) == b"PONG\0":
+                    self._settle(deadline)
                     return self
             except OSError:
                 pass
             time.sleep(0.05)
         raise AssertionError("scanengined did not answer PING in time: " + self.read_stderr()[-2000:])
+
+    def _settle(self, deadline):
+        """Ready answers PING as soon as an engine is up; its workers are
+        forked right after. Tests that look at workers want them there."""
+        want = int(self.conf.get("MaxThreads", 0) or 0)
+        while time.time() < deadline:
+            try:
+                st = self.status()
+            except (OSError, ValueError):
+                return
+            if not st.get("engine_generation") or st.get("workers_alive", 0) >= want:
+                return
+            time.sleep(0.02)
 
     def read_stderr(self):
         try:

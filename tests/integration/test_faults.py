@@ -321,7 +321,10 @@ class BadDefinitionsTest(unittest.TestCase):
             self.d.wait_for(lambda: self.d.events("definitions_refused"), timeout=20,
                             what="the refusal event")
             ev = self.d.events("definitions_refused")[-1]
-            self.assertIn("failed to load before", ev["message"])
+            self.assertIn("refused: test load", ev["message"])
+            self.assertIn("broken.ndb: Malformed database", ev["message"])
+            self.assertNotIn("staging", ev["message"])
+            self.assertIn(7, self.d.fault_ids())
         finally:
             os.kill(pid, signal.SIGTERM)
             self.d.wait_for(lambda: not os.path.exists("/proc/%d" % pid), timeout=20,

@@ -2,6 +2,7 @@
 keeps scanning, then takes over; no request fails across the switch; a
 set that does not load leaves the old one active."""
 
+import json
 import os
 import subprocess
 import sys
@@ -104,25 +105,31 @@ class ReloadTest(unittest.TestCase):
         self.assertIn(b"FOUND", self.scan(self.marker))
 
     def test_bad_definitions_keep_the_active_set(self):
-        """A set that does not load is quarantined (fault 7 raised and
-        cleared, see test_faults); the set that was active stays, and
-        scanning never stops."""
+        """A bad file dropped into DatabaseDirectory is refused by the
+        validator before any engine sees it: no failed load, no fault 7,
+        the active set stays, scanning never stops, the set is in
+        quarantine with the reason."""
         with open(os.path.join(self.daemon.defs, "broken.ndb"), "w") as fh:
             fh.write("not a signature line\n")
         self.assertEqual(self.daemon.command(b"zRELOAD\0"), b"RELOADING\0")
-        self.daemon.wait_for(lambda: self.daemon.status()["engine_load_failures"] == 1,
-                             timeout=30, what="the failed load")
-        self.assertIn("the previous definitions stay active", self.daemon.read_log())
         self.assertEqual(self.scan(self.eicar),
                          self.eicar.encode() + b": Eicar-Test-Signature.UNOFFICIAL FOUND\0")
-        self.daemon.wait_for(lambda: self.daemon.events("clear", 7), timeout=30,
-                             what="fault 7 cleared after the rollback")
+        self.daemon.wait_for(lambda: self.daemon.events("definitions_refused"), timeout=60,
+                             what="the refusal")
+        ev = self.daemon.events("definitions_refused")[-1]
+        self.assertIn("refused: test load", ev["message"])
+        self.assertIn("broken.ndb", ev["message"])
+        with open(os.path.join(ev["quarantine"], "reason.json")) as fh:
+            reason = json.load(fh)
+        self.assertEqual(reason["stage"], "test load")
         st = self.daemon.status()
-        self.assertIn("cannot load definitions", st["last_load_error"] if "last_load_error" in st
-                      else self.daemon.events("raise", 7)[0]["reason"])
+        self.assertEqual(st["engine_load_failures"], 0)
+        self.assertEqual(st["definitions_last_validation"]["result"], "refused")
         self.assertEqual(st["definitions_generation"], 1)
+        self.assertEqual(st["engine_generation"], 1)
         self.assertEqual(st["definitions"]["signatures"], 2)
         self.assertEqual(st["workers_alive"], 2)
+        self.assertEqual(self.daemon.fault_ids(), [])
         self.assertEqual(self.scan(self.eicar),
                          self.eicar.encode() + b": Eicar-Test-Signature.UNOFFICIAL FOUND\0")
 
