@@ -403,7 +403,7 @@ static struct json_object *expected_files(struct json_object *result)
 static struct json_object *manifest_meta(struct json_object *result, struct json_object *active,
 					 const struct install_req *req)
 {
-	struct json_object *m = json_object_new_object(), *v, *forced, *stages;
+	struct json_object *m = json_object_new_object(), *v, *forced, *stages, *timings = NULL;
 	char when[32];
 	time_t now = time(NULL);
 	struct tm tm;
@@ -424,9 +424,12 @@ static struct json_object *manifest_meta(struct json_object *result, struct json
 						      json_object_new_string(jstr(st, "stage")));
 		}
 	r = r ?: jsonutil_add(m, "forced", forced);
-	if (!r && json_object_object_get_ex(result, "stages", &v) &&
-	    json_object_deep_copy(v, &stages, NULL) == 0)
-		r = jsonutil_add(m, "validation", stages);
+	/* each stage's result, reason and duration (deep_copy wants a NULL
+	 * destination) */
+	if (!r && json_object_object_get_ex(result, "stages", &v)) {
+		r = json_object_deep_copy(v, &timings, NULL) == 0 ? 0 : -ENOMEM;
+		r = r ?: jsonutil_add(m, "validation", timings);
+	}
 	if (!r && json_object_object_get_ex(result, "engine_kib", &v))
 		r = jsonutil_add(m, "engine_kib", json_object_new_int64(json_object_get_int64(v)));
 	if (!r && req->actor)

@@ -18,6 +18,7 @@ import unittest
 import cvdtool
 from harness import EICAR, SCANCTL, SHARED, SLOW, Daemon, tmpdir
 
+STAGES = ("format", "integrity", "authenticity", "compatibility", "unpack", "test load", "canary")
 # test-N.cvd: version N, this many signatures (sigtool --info)
 OFFICIAL_SIGS = {1: 0, 2: 0, 3: 11, 4: 12, 5: 13, 6: 14}
 EICAR_NDB = b"Eicar-Test-Signature:0:0:" + EICAR.hex().encode() + b"\n"
@@ -112,6 +113,15 @@ class OfficialTest(DefsTestCase):
             self.assertEqual((db["version"], db["signatures"], db["authentication"]),
                              (n, OFFICIAL_SIGS[n], "legacy"), db)
             self.assertEqual(self.service_databases()["test"]["version"], n)
+        with open(os.path.join(self.store, "current", "manifest.json")) as fh:
+            manifest = json.load(fh)
+        self.assertEqual([(st["stage"], st["status"]) for st in manifest["validation"]],
+                         [(name, "pass") for name in STAGES])
+        self.assertTrue(all(isinstance(st["ms"], int) for st in manifest["validation"]))
+        self.assertGreater(manifest["engine_kib"], 0)
+        db = manifest["databases"][0]
+        self.assertEqual((db["file"], db["flevel"], len(db["sha256"])), ("test.cvd", 81, 64), db)
+        self.assertTrue(db["build_time"])
         eicar_reply, clean_reply = self.answers()
         self.assertIn(b"FOUND", eicar_reply)
         active = self.current()
