@@ -3,8 +3,8 @@
 #   install.sh DESTDIR PREFIX BUILD
 #   install.sh --uninstall DESTDIR PREFIX
 # Installs the binaries, the bundled definitions, a default configuration
-# (never overwriting an existing one), the systemd unit, the state
-# directory, and creates the scan user. With a DESTDIR (packaging), the
+# (never overwriting an existing one), the ClamAV signing root, the
+# systemd unit, the state directory, and creates the scan user. With a DESTDIR (packaging), the
 # user is not created and systemd is not told.
 set -eu
 
@@ -29,6 +29,13 @@ install -d -m 0755 "$dest$datadir/defs"
 install -m 0644 "$top"/defs/default/* "$dest$datadir/defs/"
 install -D -m 0644 "$top/README.md" "$dest$docdir/README.md"
 install -d -m 0755 "$dest/etc/scanengine" "$dest/var/lib/scanengine"
+# the roots that .sign files of official definitions chain to; an
+# organisation adds its own signing root here (CertsDirectory)
+install -d -m 0755 "$dest/etc/scanengine/certs"
+for crt in "$top"/packaging/certs/*.crt; do
+	[ -e "$dest/etc/scanengine/certs/${crt##*/}" ] ||
+		install -m 0644 "$crt" "$dest/etc/scanengine/certs/"
+done
 if [ ! -e "$dest/etc/scanengine/scanengined.conf" ]; then
 	sed "s|@DATADIR@|$datadir|g" "$top/packaging/scanengined.conf.in" \
 		>"$dest/etc/scanengine/scanengined.conf"

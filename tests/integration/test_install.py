@@ -25,6 +25,7 @@ class InstallTest(unittest.TestCase):
                         ("/etc/systemd/system/scanengined.service", 0o644),
                         ("/usr/local/share/scanengine/defs/eicar.ndb", 0o644),
                         ("/usr/local/share/scanengine/defs/clamav-testfiles.hdb", 0o644),
+                        ("/etc/scanengine/certs/clamav-root.crt", 0o644),
                         ("/usr/local/share/doc/scanengine/README.md", 0o644)):
             st = os.stat(self.path(p))
             self.assertEqual(st.st_mode & 0o777, mode, p)
