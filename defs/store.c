@@ -1348,17 +1348,22 @@ static struct json_object *reason_new(unsigned int gen, time_t now, const char *
 				      const char *reason, const char *fingerprint, bool was_current,
 				      struct json_object **detail)
 {
-	struct json_object *o = json_object_new_object();
+	struct json_object *o = json_object_new_object(), *off = NULL;
 	char when[32];
 
 	if (!o)
 		return NULL;
 	utc_time(now, false, when, sizeof(when));
+	/* the offending member (or line), where the validator named one */
+	if (*detail && json_object_is_type(*detail, json_type_object))
+		json_object_object_get_ex(*detail, "offending", &off);
 	/* *detail moves into o only on success: the caller puts it otherwise */
 	if ((gen ? jsonutil_add(o, "generation", json_object_new_int64(gen))
 		 : jadd_str(o, "generation", NULL)) ||
 	    jadd_str(o, "time", when) || jadd_str(o, "stage", stage) ||
-	    jadd_str(o, "reason", reason) || jadd_str(o, "fingerprint", fingerprint) ||
+	    jadd_str(o, "reason", reason) ||
+	    jadd_str(o, "offending", off ? json_object_get_string(off) : NULL) ||
+	    jadd_str(o, "fingerprint", fingerprint) ||
 	    jsonutil_add(o, "was_current", json_object_new_boolean(was_current)) ||
 	    json_object_object_add(o, "detail", *detail) < 0) {
 		json_object_put(o);

@@ -85,6 +85,16 @@ void unpack_limits_default(struct unpack_limits *lim)
 	lim->max_ratio = UNPACK_DEFAULT_MAX_RATIO;
 	lim->ratio_min_bytes = UNPACK_DEFAULT_RATIO_MIN;
 	lim->time_budget_ms = UNPACK_DEFAULT_TIME_BUDGET;
+	lim->listed = NULL;
+	lim->listed_arg = NULL;
+}
+
+/* COPYING and the index are in every container, listed or not. */
+static bool always_expected(const char *name)
+{
+	size_t n = strlen(name);
+
+	return !strcmp(name, "COPYING") || (n > 5 && !strcmp(name + n - 5, ".info"));
 }
 
 bool unpack_known_type(const char *name)
@@ -401,6 +411,8 @@ static int check_entry(struct ctx *c, struct archive_entry *e, const char *name)
 		return refuse(c, -EPERM, name, "%s", why);
 	if (!unpack_known_type(name))
 		return refuse(c, -EPERM, name, "not a signature database type libclamav loads");
+	if (lim->listed && !always_expected(name) && !lim->listed(name, lim->listed_arg))
+		return refuse(c, -EPERM, name, "not listed in the .info");
 	if (c->res->entries >= lim->max_entries)
 		return refuse(c, -E2BIG, name, "more than %u members", lim->max_entries);
 	size = archive_entry_size_is_set(e) ? archive_entry_size(e) : -1;

@@ -68,6 +68,11 @@ struct unpack_limits {
 	unsigned int max_ratio;	   /* uncompressed/compressed above this: a bomb */
 	uint64_t ratio_min_bytes;  /* the ratio rule applies from this many bytes */
 	uint64_t time_budget_ms;   /* give up after this long */
+	/* Optional (NULL: any name): whether a member other than COPYING and
+	 * a .info is expected (listed in the container's .info); one that is
+	 * not is refused before anything is created for it. */
+	bool (*listed)(const char *name, void *arg);
+	void *listed_arg;
 };
 
 struct unpack_result {
@@ -78,7 +83,8 @@ struct unpack_result {
 	char offending[256];	   /* the member a refusal is about, or "" */
 };
 
-/* unpack_limits_default: fill lim with the UNPACK_DEFAULT_* values. */
+/* unpack_limits_default: fill lim with the UNPACK_DEFAULT_* values (and
+ * no listed filter). */
 void unpack_limits_default(struct unpack_limits *lim);
 
 /* unpack_fd: extract the tar payload read from fd, starting at offset (512

@@ -953,6 +953,11 @@ static int check_members(struct vctx *c, struct vfile *v, int dfd)
 	return r;
 }
 
+static bool info_lists(const char *name, void *arg)
+{
+	return cvd_info_find(arg, name) != NULL;
+}
+
 static int stage_unpack(struct vctx *c)
 {
 	struct unpack_limits lim;
@@ -966,6 +971,15 @@ static int stage_unpack(struct vctx *c)
 
 		if (!v->is_new || v->type == CVD_TYPE_UNKNOWN)
 			continue;
+		/* a member the .info does not list is refused as it comes, so a
+		 * flood of them costs nothing */
+		lim.listed = v->has_info ? info_lists : NULL;
+		lim.listed_arg = &v->info;
+		if (v->has_info && v->info.n_entries > lim.max_entries)
+			return fail(c, v->base,
+				    "%s: %s.info lists %zu members, more than MaxDefinitionEntries "
+				    "(%u)",
+				    v->base, v->db, v->info.n_entries, lim.max_entries);
 		if (mkdirat(c->unpackfd, v->db, 0755) < 0)
 			return internal(c, -errno, v->db);
 		dfd = openat(c->unpackfd, v->db, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);

@@ -212,6 +212,7 @@ class HostileTest(DefsTestCase):
             reason = json.load(fh)
         self.assertEqual(reason["stage"], stage)
         self.assertTrue(reason["reason"])
+        self.assertEqual(reason["offending"], v.get("offending"))
         self.assertTrue(glob.glob(os.path.join(out["quarantine"], "v", "set", "*")))
         return v
 
@@ -259,12 +260,13 @@ class HostileTest(DefsTestCase):
                 ti.devmajor, ti.devminor = 1, 3
             return ti, None
 
-        self.unpack_case([entry("../%s.hdb" % token)], needle=token)
+        v = self.unpack_case([entry("../%s.hdb" % token)], needle=token)
+        self.assertIn(token, v["offending"])
         self.unpack_case([entry("/etc/%s.hdb" % token)], needle=token)
         self.unpack_case([entry("link.hdb", tarfile.SYMTYPE, "/etc/passwd")], needle="link.hdb")
         self.unpack_case([entry("null.hdb", tarfile.CHRTYPE)], needle="null.hdb")
         self.unpack_case(zipped=cvdtool.many_entries_payload("org", 100000),
-                         needle="more than 10000 members")
+                         needle="member 'f000000.hdb': not listed in the .info")
         self.unpack_case(raw_tail=cvdtool.bomb_tail(), needle="bomb.hdb")
         # nothing got out
         for d in ("/etc", "/tmp", parent, self.store, os.path.join(self.store, "quarantine")):

@@ -903,6 +903,32 @@ static void test_many_entries(void **state)
 	assert_true(fx->elapsed_ms < 30000);
 }
 
+static bool only_test_hdb(const char *name, void *arg)
+{
+	(*(unsigned int *)arg)++;
+	return !strcmp(name, "test.hdb");
+}
+
+/* With a listed filter, COPYING and the .info pass unasked, a listed member
+ * is extracted, and the first unlisted one is refused before it exists. */
+static void test_unlisted(void **state)
+{
+	struct fx *fx = *state;
+	unsigned int asked = 0;
+	const struct spec s[] = {
+		{K_FILE, "COPYING", "c\n"},   {K_FILE, "test.info", "i\n"},
+		{K_FILE, "test.hdb", "x\n"},  {K_FILE, "evil.ndb", "y\n"},
+		{K_FILE, "later.hdb", "z\n"},
+	};
+
+	fx->lim.listed = only_test_hdb;
+	fx->lim.listed_arg = &asked;
+	refuse_specs(fx, s, SE_ARRAY_SIZE(s), -EPERM, "member 'evil.ndb': not listed in the .info");
+	assert_string_equal(fx->res.offending, "evil.ndb");
+	assert_int_equal(asked, 2); /* test.hdb, evil.ndb; never later.hdb */
+	assert_int_equal(faccessat(fx->dirfd, "evil.ndb", F_OK, 0), -1);
+}
+
 /* A 10 GB member of zeros, declared as such: refused from its header. */
 static void test_bomb_declared(void **state)
 {
@@ -1202,6 +1228,7 @@ int main(void)
 		T(test_pax_headers),
 		T(test_kinds),
 		T(test_many_entries),
+		T(test_unlisted),
 		T(test_bomb_declared),
 		T(test_bomb_ratio_default),
 		T(test_bomb_ratio_1000),

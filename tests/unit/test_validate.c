@@ -684,13 +684,15 @@ static void test_unpack(void **state)
 	c.unlisted = true;
 	make_cud(fx, &c, "org-1.cud", path, sizeof(path));
 	run1(fx, path);
-	assert_refused(fx, VS_UNPACK, "more.hdb is not listed");
+	/* refused as it comes, before it is written */
+	assert_refused(fx, VS_UNPACK, "member 'more.hdb': not listed in the .info");
 
 	c.unlisted = false;
 	fx->cfg.max_def_entries = 1;
 	make_cud(fx, &c, "org-1.cud", path, sizeof(path));
 	run1(fx, path);
-	assert_refused(fx, VS_UNPACK, "more than 1 members");
+	assert_refused(fx, VS_UNPACK,
+		       "org.info lists 2 members, more than MaxDefinitionEntries (1)");
 }
 
 /* ---- 6 test load ---- */
