@@ -16,6 +16,8 @@ after the first load.
 2. scanengined, MemoryLimit set to 1.5 engines before the RELOAD: two do
    not fit, so it reloads one engine at a time. Target: peak below --target
    (1.3) times one engine, and no OOM kill.
+   The validator's test load of the new set (before the reload, a process
+   of its own outside the cgroup) is printed beside it.
 3. clamd (moved into a cgroup of its own), RELOAD with its default
    concurrent reload: for comparison.
 
@@ -134,6 +136,12 @@ def scanengined_reload(args, rundir, sigdir, name, limit_factor):
         bl.log("%s: one engine %.1f MiB, peak during reload %.1f MiB (%.2fx), reload %.1f s" %
                (name, bl.mib(one), bl.mib(peak), peak / one, secs))
         bl.log("%s: %s" % (name, strategy[-1] if strategy else "strategy not logged"))
+        # The validator's test load ran before the reload, in a process of
+        # its own outside the engine's cgroup: its peak is the manifest's.
+        gens = [g for g in st.get("definitions_store", []) if g.get("current")]
+        if gens and gens[0].get("engine_kib"):
+            bl.log("%s: validation test load before the reload (own process, outside the "
+                   "cgroup): peak %.1f MiB" % (name, gens[0]["engine_kib"] / 1024))
         crashes, faults = st["worker_crashes"], st["faults"]
         if crashes or 7 in faults:
             raise RuntimeError("%s: %d worker crashes, faults %s\n%s" % (name, crashes, faults,
