@@ -1,11 +1,10 @@
 /* validate: the staged validation of definitions (see validate.h). */
 #include "defs/validate.h"
+#include "defs/validate_int.h"
 #include "common/digest.h"
 #include "common/jsonutil.h"
-#include "common/log.h"
 #include "common/util.h"
 #include "defs/auth.h"
-#include "defs/canary.h"
 #include "defs/cvd.h"
 #include "defs/unpack.h"
 #include "scanengine/engine.h"
@@ -17,77 +16,19 @@
 #include <json-c/json.h>
 #include <limits.h>
 #include <magic.h>
-#include <poll.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
-
-#if defined(__SANITIZE_ADDRESS__)
-#define UNDER_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define UNDER_ASAN 1
-#endif
-#endif
-#ifndef UNDER_ASAN
-#define UNDER_ASAN 0
-#endif
 
 #define SET_DIR		  "set"
 #define UNPACK_DIR	  "unpack"
 #define TMP_DIR		  "tmp"
 #define MAX_FILES	  256
 #define MAX_CONTAINER	  (4ull << 30)
-#define CHILD_MAX_OUT	  (1u << 20) /* the test load's report */
-#define STAGE_NOTHING_NEW 1	     /* format: skip_unchanged found nothing new */
-
-/* One file of the candidate set. */
-struct vfile {
-	char src[PATH_MAX];	 /* where it came from */
-	char sign_src[PATH_MAX]; /* its .sign, or "" */
-	char base[256];		 /* src's base name, for messages */
-	char db[128];
-	char setname[256]; /* its name in the set: "<db>.<ext>" */
-	enum cvd_type type;
-	bool is_new;
-	int fd; /* the copy in the set, O_RDONLY */
-	struct stat st;
-	struct cvd_header hdr;
-	struct cvd_info info;
-	bool has_info;
-	char sha256[65];
-	struct auth_result auth;
-	const char *auth_name;
-	uint32_t loaded; /* signatures the test load counted */
-};
-
-struct vctx {
-	const struct validate_policy *pol;
-	struct validate_result *res;
-	const char *activedir;
-	const char *const *files; /* as given */
-	size_t nfiles;
-	char dir[PATH_MAX];
-	char setdir[PATH_MAX + 8];
-	char tmpdir[PATH_MAX + 8];
-	int dirfd, setfd, unpackfd;
-	struct vfile *f;
-	size_t nf;
-	size_t ncarried, ndropped;   /* databases carried over / left out by pol->drop */
-	struct validate_file *signs; /* the .sign files of the set */
-	size_t nsigns;
-	magic_t magic;
-	struct json_object *child; /* the test load's report */
-	char why[VALIDATE_REASON_MAX];
-	char note[VALIDATE_REASON_MAX];
-};
+#define STAGE_NOTHING_NEW 1 /* format: skip_unchanged found nothing new */
 
 static const char *const stage_names[VS_NSTAGES] = {
 	"format", "integrity", "authenticity", "compatibility", "unpack", "test load", "canary",
@@ -117,8 +58,7 @@ int validate_stage_parse(const char *name)
 /* ---- messages ---- */
 
 /* A stage failure: the reason (one line), and what it is about. */
-__attribute__((format(printf, 3, 4))) static int fail(struct vctx *c, const char *offending,
-						      const char *fmt, ...)
+int vctx_fail(struct vctx *c, const char *offending, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -134,14 +74,14 @@ __attribute__((format(printf, 3, 4))) static int fail(struct vctx *c, const char
 }
 
 /* An internal failure (not the definitions' fault). */
-static int internal(struct vctx *c, int r, const char *what)
+int vctx_internal(struct vctx *c, int r, const char *what)
 {
 	snprintf(c->why, sizeof(c->why), "internal error: %.300s: %s", what, strerror(-r));
 	return r;
 }
 
 /* Append to the pass summary of the running stage. */
-__attribute__((format(printf, 2, 3))) static void note(struct vctx *c, const char *fmt, ...)
+void vctx_note(struct vctx *c, const char *fmt, ...)
 {
 	size_t len = strlen(c->note);
 	va_list ap;
@@ -155,7 +95,7 @@ __attribute__((format(printf, 2, 3))) static void note(struct vctx *c, const cha
 	va_end(ap);
 }
 
-__attribute__((format(printf, 2, 3))) static void progress(struct vctx *c, const char *fmt, ...)
+void vctx_progress(struct vctx *c, const char *fmt, ...)
 {
 	char line[VALIDATE_REASON_MAX + 64];
 	va_list ap;
@@ -435,36 +375,38 @@ static int format_container(struct vctx *c, struct vfile *v)
 
 	got = pread(v->fd, hdr, CVD_HEADER_LEN + 8, 0);
 	if (got < 0)
-		return internal(c, -errno, v->base);
+		return vctx_internal(c, -errno, v->base);
 	if (cvd_parse_header(hdr, (size_t)got, &v->hdr, err)) {
 		describe(c, hdr, (size_t)got, desc, sizeof(desc));
 		if (strncmp(hdr, CVD_MAGIC ":", sizeof(CVD_MAGIC)) != 0)
-			return fail(c, v->base, "%s: %s, not a %s container", v->base, desc,
-				    type_name(v->type));
-		return fail(c, v->base, "%s: bad %s header: %s", v->base, type_name(v->type), err);
+			return vctx_fail(c, v->base, "%s: %s, not a %s container", v->base, desc,
+					 type_name(v->type));
+		return vctx_fail(c, v->base, "%s: bad %s header: %s", v->base, type_name(v->type),
+				 err);
 	}
 	if (cvd_header_check_type(&v->hdr, v->type, err))
-		return fail(c, v->base, "%s: %s", v->base, err);
+		return vctx_fail(c, v->base, "%s: %s", v->base, err);
 	if ((uint64_t)v->st.st_size < CVD_HEADER_LEN + CVD_PAYLOAD_MIN)
-		return fail(c, v->base, "%s: %lld bytes: no payload after the header", v->base,
-			    (long long)v->st.st_size);
+		return vctx_fail(c, v->base, "%s: %lld bytes: no payload after the header", v->base,
+				 (long long)v->st.st_size);
 	if ((uint64_t)v->st.st_size > MAX_CONTAINER)
-		return fail(c, v->base, "%s: %lld bytes, more than a container may have", v->base,
-			    (long long)v->st.st_size);
+		return vctx_fail(c, v->base, "%s: %lld bytes, more than a container may have",
+				 v->base, (long long)v->st.st_size);
 	/* The payload: gzip, or a plain tar starting with COPYING (.cld). */
 	got = pread(v->fd, hdr, 8, CVD_HEADER_LEN);
 	if (got < CVD_PAYLOAD_MIN)
-		return fail(c, v->base, "%s: payload truncated", v->base);
+		return vctx_fail(c, v->base, "%s: payload truncated", v->base);
 	if (!((unsigned char)hdr[0] == 0x1f && (unsigned char)hdr[1] == 0x8b) &&
 	    memcmp(hdr, "COPYING", 7) != 0) {
 		char head[512];
 
 		got = pread(v->fd, head, sizeof(head), CVD_HEADER_LEN);
 		describe(c, head, got > 0 ? (size_t)got : 0, desc, sizeof(desc));
-		return fail(c, v->base, "%s: the payload is %s, not a gzip tar", v->base, desc);
+		return vctx_fail(c, v->base, "%s: the payload is %s, not a gzip tar", v->base,
+				 desc);
 	}
-	note(c, "%s: %s version %u, %u signatures, f-level %u", v->base, type_name(v->type),
-	     v->hdr.version, v->hdr.sigs, v->hdr.flevel);
+	vctx_note(c, "%s: %s version %u, %u signatures, f-level %u", v->base, type_name(v->type),
+		  v->hdr.version, v->hdr.sigs, v->hdr.flevel);
 	return 0;
 }
 
@@ -474,15 +416,15 @@ static int format_plain(struct vctx *c, struct vfile *v)
 	ssize_t got;
 
 	if ((uint64_t)v->st.st_size > UNPACK_DEFAULT_MAX_MEMBER)
-		return fail(c, v->base, "%s: %lld bytes, more than a signature file may have",
-			    v->base, (long long)v->st.st_size);
+		return vctx_fail(c, v->base, "%s: %lld bytes, more than a signature file may have",
+				 v->base, (long long)v->st.st_size);
 	got = pread(v->fd, head, sizeof(head), 0);
 	if (got < 0)
-		return internal(c, -errno, v->base);
+		return vctx_internal(c, -errno, v->base);
 	describe(c, head, (size_t)got, desc, sizeof(desc));
 	if (got > 0 && foreign_content(desc))
-		return fail(c, v->base, "%s: %s, not a signature file", v->base, desc);
-	note(c, "%s: signature file, %lld bytes", v->base, (long long)v->st.st_size);
+		return vctx_fail(c, v->base, "%s: %s, not a signature file", v->base, desc);
+	vctx_note(c, "%s: signature file, %lld bytes", v->base, (long long)v->st.st_size);
 	return 0;
 }
 
@@ -506,8 +448,8 @@ static int pair_signs(struct vctx *c, const char *const *files, size_t n)
 			}
 		}
 		if (!found)
-			return fail(c, b, "%s: no file %.*s was given to go with it", b,
-				    (int)(strlen(b) - 5), b);
+			return vctx_fail(c, b, "%s: no file %.*s was given to go with it", b,
+					 (int)(strlen(b) - 5), b);
 	}
 	for (size_t j = 0; j < c->nf; j++) {
 		char sib[PATH_MAX + 8];
@@ -585,26 +527,27 @@ static int stage_format(struct vctx *c)
 		if (is_sign_name(b))
 			continue;
 		if (strlen(b) > 6 && strcmp(b + strlen(b) - 6, ".cdiff") == 0)
-			return fail(c, b,
-				    "%s: a .cdiff is a patch, not a definitions set: install the "
-				    "patched .cvd or .cld",
-				    b);
+			return vctx_fail(
+				c, b,
+				"%s: a .cdiff is a patch, not a definitions set: install the "
+				"patched .cvd or .cld",
+				b);
 		v = add_vfile(c);
 		if (!v)
-			return internal(c, -ENOMEM, "files");
+			return vctx_internal(c, -ENOMEM, "files");
 		util_strlcpy(v->src, files[i], sizeof(v->src));
 		util_strlcpy(v->base, b, sizeof(v->base));
 		v->is_new = true;
 		if (validate_db_name(b, v->db, sizeof(v->db)))
-			return fail(c, b,
-				    "%s: not a definitions file name (.cvd, .cld, .cud or a "
-				    "signature file such as .hdb, .ndb, .ldb, .yar)",
-				    b);
+			return vctx_fail(c, b,
+					 "%s: not a definitions file name (.cvd, .cld, .cud or a "
+					 "signature file such as .hdb, .ndb, .ldb, .yar)",
+					 b);
 		v->type = cvd_type_from_name(b);
 		for (size_t j = 0; j + 1 < c->nf; j++)
 			if (strcmp(c->f[j].db, v->db) == 0)
-				return fail(c, b, "%s and %s are both database %s", c->f[j].base, b,
-					    v->db);
+				return vctx_fail(c, b, "%s and %s are both database %s",
+						 c->f[j].base, b, v->db);
 		util_strlcpy(ext, strrchr(b, '.'), sizeof(ext));
 		for (char *p = ext; *p; p++)
 			*p = (char)tolower((unsigned char)*p);
@@ -613,40 +556,40 @@ static int stage_format(struct vctx *c)
 			 v->type == CVD_TYPE_UNKNOWN ? b : ext);
 	}
 	if (c->nf == 0)
-		return fail(c, NULL, "no definitions file given");
+		return vctx_fail(c, NULL, "no definitions file given");
 	r = pair_signs(c, files, n);
 	if (r)
 		return r;
 	if (c->pol->skip_unchanged) {
 		r = drop_unchanged(c);
 		if (r)
-			return internal(c, r, "comparing with the active set");
+			return vctx_internal(c, r, "comparing with the active set");
 	}
 	for (size_t i = 0; i < c->nf; i++) {
 		struct vfile *v = &c->f[i];
 		struct stat st;
 
 		if (stat(v->src, &st) < 0)
-			return fail(c, v->base, "%s: %s", v->src, strerror(errno));
+			return vctx_fail(c, v->base, "%s: %s", v->src, strerror(errno));
 		if (!S_ISREG(st.st_mode))
-			return fail(c, v->base, "%s: not a regular file", v->src);
+			return vctx_fail(c, v->base, "%s: not a regular file", v->src);
 		r = copy_into_set(c, v->src, v->setname, &v->fd);
 		if (r == -EACCES || r == -ENOENT || r == -EISDIR)
-			return fail(c, v->base, "%s: %s", v->src, strerror(-r));
+			return vctx_fail(c, v->base, "%s: %s", v->src, strerror(-r));
 		if (r)
-			return internal(c, r, v->src);
+			return vctx_internal(c, r, v->src);
 		if (fstat(v->fd, &v->st) < 0)
-			return internal(c, -errno, v->setname);
+			return vctx_internal(c, -errno, v->setname);
 		if (v->sign_src[0]) {
 			char sname[300];
 
 			snprintf(sname, sizeof(sname), "%s.sign", v->setname);
 			r = copy_into_set(c, v->sign_src, sname, NULL);
 			if (r)
-				return fail(c, v->base, "%s: %s", v->sign_src, strerror(-r));
+				return vctx_fail(c, v->base, "%s: %s", v->sign_src, strerror(-r));
 			r = add_sign(c, sname);
 			if (r)
-				return internal(c, r, sname);
+				return vctx_internal(c, r, sname);
 		}
 		r = v->type == CVD_TYPE_UNKNOWN ? format_plain(c, v) : format_container(c, v);
 		if (r)
@@ -654,9 +597,9 @@ static int stage_format(struct vctx *c)
 	}
 	r = carry_active(c);
 	if (r)
-		return internal(c, r, "carrying over the active set");
+		return vctx_internal(c, r, "carrying over the active set");
 	if (c->pol->skip_unchanged && c->nf == c->ncarried && !c->ndropped) {
-		note(c, "every file is the same as in the active set");
+		vctx_note(c, "every file is the same as in the active set");
 		return STAGE_NOTHING_NEW;
 	}
 	return 0;
@@ -682,34 +625,34 @@ static int integrity_container(struct vctx *c, struct vfile *v)
 
 	r = cvd_payload_md5_fd(v->fd, &v->hdr, &p, err);
 	if (r == -EBADMSG)
-		return fail(c, v->base, "%s: %s", v->base, err);
+		return vctx_fail(c, v->base, "%s: %s", v->base, err);
 	if (r)
-		return internal(c, r, v->base);
+		return vctx_internal(c, r, v->base);
 	if (v->hdr.has_md5 && cvd_check_md5(&v->hdr, &p, err))
-		return fail(c, v->base, "%s: %s", v->base, err);
+		return vctx_fail(c, v->base, "%s: %s", v->base, err);
 	/* The .info is named after the database: a renamed container would
 	 * otherwise replace a database it is not. */
 	limits_of(c, &lim);
 	snprintf(want, sizeof(want), "%s.info", v->db);
 	r = unpack_peek(v->fd, CVD_HEADER_LEN, want, &lim, &info, &len, err);
 	if (r == -ENOMEM)
-		return internal(c, r, v->base);
+		return vctx_internal(c, r, v->base);
 	if (r == -ENOENT)
-		return fail(c, v->base, "%s: holds no %s: not database %s (renamed?)", v->base,
-			    want, v->db);
+		return vctx_fail(c, v->base, "%s: holds no %s: not database %s (renamed?)", v->base,
+				 want, v->db);
 	if (r)
-		return fail(c, v->base, "%s: reading %s: %s", v->base, want, err);
+		return vctx_fail(c, v->base, "%s: reading %s: %s", v->base, want, err);
 	r = cvd_parse_info(info, len, v->type, &v->info, err);
 	free(info);
 	if (r)
-		return fail(c, v->base, "%s: .info: %s", v->base, err);
+		return vctx_fail(c, v->base, "%s: .info: %s", v->base, err);
 	v->has_info = true;
 	if (cvd_info_matches_header(&v->info, &v->hdr, err))
-		return fail(c, v->base, "%s: header and .info differ: %s", v->base, err);
+		return vctx_fail(c, v->base, "%s: header and .info differ: %s", v->base, err);
 	if (strcmp(v->info.hdr.time, v->hdr.time) != 0 ||
 	    strcmp(v->info.hdr.builder, v->hdr.builder) != 0)
-		return fail(c, v->base, "%s: header and .info differ in build time or builder",
-			    v->base);
+		return vctx_fail(c, v->base, "%s: header and .info differ in build time or builder",
+				 v->base);
 	if (v->hdr.has_dsig) {
 		/* The header's signature field seals the header: a damaged one
 		 * is a damaged file, whoever made it. */
@@ -720,13 +663,13 @@ static int integrity_container(struct vctx *c, struct vfile *v)
 
 		snprintf(path, sizeof(path), "%s/%s", c->setdir, v->setname);
 		if (auth_check(path, NULL, &ap, NULL, aerr))
-			return fail(c, v->base,
-				    "%s: the header signature does not match the payload MD5 "
-				    "(damaged, or not made by ClamAV): %s",
-				    v->base, aerr);
+			return vctx_fail(c, v->base,
+					 "%s: the header signature does not match the payload MD5 "
+					 "(damaged, or not made by ClamAV): %s",
+					 v->base, aerr);
 	}
-	note(c, "%s: %s, header = .info line 1", v->base,
-	     v->hdr.has_md5 ? "payload MD5 matches" : "no header MD5 (.cld)");
+	vctx_note(c, "%s: %s, header = .info line 1", v->base,
+		  v->hdr.has_md5 ? "payload MD5 matches" : "no header MD5 (.cld)");
 	return 0;
 }
 
@@ -749,7 +692,7 @@ static int stage_integrity(struct vctx *c)
 
 		r = file_sha256(v->fd, v->sha256);
 		if (r)
-			return internal(c, r, v->setname);
+			return vctx_internal(c, r, v->setname);
 		if (!v->is_new)
 			continue;
 		if (v->type != CVD_TYPE_UNKNOWN) {
@@ -757,7 +700,7 @@ static int stage_integrity(struct vctx *c)
 			if (r)
 				return r;
 		} else {
-			note(c, "%s: plain file, nothing to check it against", v->base);
+			vctx_note(c, "%s: plain file, nothing to check it against", v->base);
 		}
 	}
 	return 0;
@@ -772,16 +715,18 @@ static int local_trust(struct vctx *c, struct vfile *v)
 	struct stat st;
 
 	if (lstat(v->src, &st) < 0)
-		return fail(c, v->base, "%s: %s", v->src, strerror(errno));
+		return vctx_fail(c, v->base, "%s: %s", v->src, strerror(errno));
 	if (st.st_uid != 0 && st.st_uid != geteuid())
-		return fail(c, v->base, "%s: owned by uid %u, not trusted as local definitions",
-			    v->src, (unsigned int)st.st_uid);
+		return vctx_fail(c, v->base,
+				 "%s: owned by uid %u, not trusted as local definitions", v->src,
+				 (unsigned int)st.st_uid);
 	if (st.st_mode & (S_IWGRP | S_IWOTH))
-		return fail(c, v->base,
-			    "%s: writable by group or others, not trusted as local definitions",
-			    v->src);
+		return vctx_fail(
+			c, v->base,
+			"%s: writable by group or others, not trusted as local definitions",
+			v->src);
 	v->auth_name = "local";
-	note(c, "%s: local (DatabaseDirectory)", v->base);
+	vctx_note(c, "%s: local (DatabaseDirectory)", v->base);
 	return 0;
 }
 
@@ -822,15 +767,15 @@ static int stage_authenticity(struct vctx *c)
 			continue;
 		}
 		if (r == -ENOMEM)
-			return internal(c, r, v->base);
+			return vctx_internal(c, r, v->base);
 		if (r)
-			return fail(c, v->base, "%s: %s", v->base,
-				    strncmp(err, "authenticity: ", 14) ? err : err + 14);
+			return vctx_fail(c, v->base, "%s: %s", v->base,
+					 strncmp(err, "authenticity: ", 14) ? err : err + 14);
 		v->auth_name = auth_method_name(v->auth.method);
 		if (v->auth.method == AUTH_SIGN)
-			note(c, "%s: sign (%s)", v->base, common_name(v->auth.signer));
+			vctx_note(c, "%s: sign (%s)", v->base, common_name(v->auth.signer));
 		else
-			note(c, "%s: %s", v->base, v->auth_name);
+			vctx_note(c, "%s: %s", v->base, v->auth_name);
 	}
 	return 0;
 }
@@ -877,29 +822,29 @@ static int stage_compatibility(struct vctx *c)
 		if (!v->is_new)
 			continue;
 		if (v->type == CVD_TYPE_UNKNOWN) {
-			note(c, "%s: plain file, no version", v->base);
+			vctx_note(c, "%s: plain file, no version", v->base);
 			continue;
 		}
 		if (v->hdr.flevel > fl)
-			return fail(
+			return vctx_fail(
 				c, v->base,
 				"%s: needs functionality level %u, the linked libclamav %s has %u",
 				v->base, v->hdr.flevel, engine_version(), fl);
 		active = active_version(c, v->db);
 		if (active && v->hdr.version < active && !c->pol->rollback)
-			return fail(c, v->base,
-				    "%s: version %u is older than the active %s version %u: a "
-				    "downgrade (scanctl defs rollback goes back explicitly)",
-				    v->base, v->hdr.version, v->db, active);
+			return vctx_fail(c, v->base,
+					 "%s: version %u is older than the active %s version %u: a "
+					 "downgrade (scanctl defs rollback goes back explicitly)",
+					 v->base, v->hdr.version, v->db, active);
 		if (active && v->hdr.version == active && !c->pol->rollback)
-			return fail(c, v->base, "%s: version %u of %s is already active", v->base,
-				    v->hdr.version, v->db);
+			return vctx_fail(c, v->base, "%s: version %u of %s is already active",
+					 v->base, v->hdr.version, v->db);
 		if (active)
-			note(c, "%s: f-level %u <= %u, version %u after %u", v->base, v->hdr.flevel,
-			     fl, v->hdr.version, active);
+			vctx_note(c, "%s: f-level %u <= %u, version %u after %u", v->base,
+				  v->hdr.flevel, fl, v->hdr.version, active);
 		else
-			note(c, "%s: f-level %u <= %u, version %u (new database)", v->base,
-			     v->hdr.flevel, fl, v->hdr.version);
+			vctx_note(c, "%s: f-level %u <= %u, version %u (new database)", v->base,
+				  v->hdr.flevel, fl, v->hdr.version);
 	}
 	return 0;
 }
@@ -921,22 +866,23 @@ static int check_members(struct vctx *c, struct vfile *v, int dfd)
 		int fd = openat(dfd, e->name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 
 		if (fd < 0)
-			return fail(c, v->base, "%s: member %s listed in %s.info is missing",
-				    v->base, e->name, v->db);
+			return vctx_fail(c, v->base, "%s: member %s listed in %s.info is missing",
+					 v->base, e->name, v->db);
 		r = digest_sha256_fd(fd, 0, md, &size);
 		close(fd);
 		if (r)
-			return internal(c, r, e->name);
+			return vctx_internal(c, r, e->name);
 		if (size != e->size)
-			return fail(c, v->base, "%s: member %s has %llu bytes, %s.info says %u",
-				    v->base, e->name, (unsigned long long)size, v->db, e->size);
+			return vctx_fail(c, v->base,
+					 "%s: member %s has %llu bytes, %s.info says %u", v->base,
+					 e->name, (unsigned long long)size, v->db, e->size);
 		if (memcmp(md, e->sha256, sizeof(md)) != 0)
-			return fail(c, v->base, "%s: member %s: SHA-256 differs from %s.info",
-				    v->base, e->name, v->db);
+			return vctx_fail(c, v->base, "%s: member %s: SHA-256 differs from %s.info",
+					 v->base, e->name, v->db);
 	}
 	d = fdopendir(dup(dfd));
 	if (!d)
-		return internal(c, -errno, v->base);
+		return vctx_internal(c, -errno, v->base);
 	while ((de = readdir(d))) {
 		size_t n = strlen(de->d_name);
 
@@ -944,8 +890,8 @@ static int check_members(struct vctx *c, struct vfile *v, int dfd)
 		    (n > 5 && strcmp(de->d_name + n - 5, ".info") == 0))
 			continue;
 		if (!cvd_info_find(&v->info, de->d_name)) {
-			r = fail(c, v->base, "%s: member %s is not listed in %s.info", v->base,
-				 de->d_name, v->db);
+			r = vctx_fail(c, v->base, "%s: member %s is not listed in %s.info", v->base,
+				      de->d_name, v->db);
 			break;
 		}
 	}
@@ -976,424 +922,36 @@ static int stage_unpack(struct vctx *c)
 		lim.listed = v->has_info ? info_lists : NULL;
 		lim.listed_arg = &v->info;
 		if (v->has_info && v->info.n_entries > lim.max_entries)
-			return fail(c, v->base,
-				    "%s: %s.info lists %zu members, more than MaxDefinitionEntries "
-				    "(%u)",
-				    v->base, v->db, v->info.n_entries, lim.max_entries);
+			return vctx_fail(
+				c, v->base,
+				"%s: %s.info lists %zu members, more than MaxDefinitionEntries "
+				"(%u)",
+				v->base, v->db, v->info.n_entries, lim.max_entries);
 		if (mkdirat(c->unpackfd, v->db, 0755) < 0)
-			return internal(c, -errno, v->db);
+			return vctx_internal(c, -errno, v->db);
 		dfd = openat(c->unpackfd, v->db, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		if (dfd < 0)
-			return internal(c, -errno, v->db);
+			return vctx_internal(c, -errno, v->db);
 		r = unpack_fd(v->fd, CVD_HEADER_LEN, dfd, &lim, &ur, err);
 		if (r == -ENOMEM || r == -ENOSPC || r == -EIO) {
 			close(dfd);
-			return internal(c, r, v->base);
+			return vctx_internal(c, r, v->base);
 		}
 		if (r) {
 			close(dfd);
 			snprintf(off, sizeof(off), "%.200s%s%.90s", v->base,
 				 ur.offending[0] ? ": " : "", ur.offending);
-			return fail(c, off, "%s: %s", v->base, err);
+			return vctx_fail(c, off, "%s: %s", v->base, err);
 		}
 		r = v->has_info ? check_members(c, v, dfd) : 0;
 		close(dfd);
 		if (r)
 			return r;
-		note(c, "%s: %u members, %llu bytes, as %s.info lists them", v->base, ur.entries,
-		     (unsigned long long)ur.total_bytes, v->db);
+		vctx_note(c, "%s: %u members, %llu bytes, as %s.info lists them", v->base,
+			  ur.entries, (unsigned long long)ur.total_bytes, v->db);
 	}
 	if (!c->note[0])
-		note(c, "nothing to unpack (plain files)");
-	return 0;
-}
-
-/* ---- stages 6 and 7: test load and canary, in one child process ---- */
-
-/* libclamav loads daily first (its .ign2 and .fp apply to what follows),
- * then the rest in name order. */
-static int load_order(const void *a, const void *b)
-{
-	const struct vfile *x = *(const struct vfile *const *)a;
-	const struct vfile *y = *(const struct vfile *const *)b;
-	int dx = strcmp(x->db, "daily") == 0, dy = strcmp(y->db, "daily") == 0;
-
-	if (dx != dy)
-		return dy - dx;
-	return strcmp(x->setname, y->setname);
-}
-
-struct child_progress {
-	int fd;
-	uint64_t last_ms, last_done;
-	const char *last_phase;
-};
-
-/* At most four lines a second, and each (phase, count) once. */
-static void child_progress_cb(void *arg, const char *phase, uint64_t done, uint64_t total)
-{
-	struct child_progress *p = arg;
-	uint64_t now = util_now_ms();
-
-	if (p->last_phase == phase && p->last_done == done)
-		return;
-	if (now - p->last_ms < 250 && done != total && p->last_phase == phase)
-		return;
-	p->last_ms = now;
-	p->last_done = done;
-	p->last_phase = phase;
-	if (total)
-		dprintf(p->fd, "P %s %llu/%llu\n", phase, (unsigned long long)done,
-			(unsigned long long)total);
-}
-
-static void child_send(int fd, char tag, struct json_object *o)
-{
-	const char *s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
-
-	dprintf(fd, "%c %s\n", tag, s ? s : "{}");
-}
-
-static uint64_t vm_hwm_kib(void)
-{
-	char line[256];
-	unsigned long long kib = 0;
-	FILE *f = fopen("/proc/self/status", "re");
-
-	if (!f)
-		return 0;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "VmHWM: %llu kB", &kib) == 1)
-			break;
-	fclose(f);
-	return kib;
-}
-
-/* The test load: never returns. Reports "L {...}" after loading and
- * "C {...}" after the canary scans on wfd. */
-static void __attribute__((noreturn))
-child_main(struct vctx *c, const struct canary_set *samples, int wfd)
-{
-	const struct config *cfg = c->pol->cfg;
-	struct child_progress prog = {.fd = wfd};
-	struct vfile **order = calloc(c->nf, sizeof(*order));
-	const char **paths = calloc(c->nf, sizeof(*paths));
-	char(*pbuf)[PATH_MAX + 300] = calloc(c->nf, sizeof(*pbuf));
-	uint32_t *sigs = calloc(c->nf, sizeof(*sigs));
-	struct json_object *o = json_object_new_object(), *a;
-	struct msg_engine_info info;
-	char err[512];
-	struct engine *e;
-	uint64_t t0;
-
-	if (!order || !paths || !pbuf || !sigs || !o)
-		_exit(70);
-	if (!UNDER_ASAN && cfg->validator_memory_limit) {
-		struct rlimit rl = {cfg->validator_memory_limit, cfg->validator_memory_limit};
-
-		setrlimit(RLIMIT_AS, &rl);
-	}
-	if (geteuid() == 0 && c->pol->id && c->pol->id->valid &&
-	    sandbox_drop_privileges(c->pol->id) < 0) {
-		dprintf(wfd, "E cannot switch to the scan account %s\n", c->pol->id->name);
-		_exit(70);
-	}
-	if (engine_global_init(err)) {
-		dprintf(wfd, "E %s\n", err);
-		_exit(70);
-	}
-	for (size_t i = 0; i < c->nf; i++)
-		order[i] = &c->f[i];
-	qsort(order, c->nf, sizeof(*order), load_order);
-	for (size_t i = 0; i < c->nf; i++) {
-		snprintf(pbuf[i], sizeof(pbuf[i]), "%s/%s", c->setdir, order[i]->setname);
-		paths[i] = pbuf[i];
-	}
-	engine_set_progress(child_progress_cb, &prog);
-	t0 = util_now_ms();
-	e = engine_load_files(cfg, paths, c->nf, ENGINE_LOAD_ALL_SIGS, sigs, c->tmpdir, &info, err);
-	engine_set_progress(NULL, NULL);
-	if (!e) {
-		json_object_object_add(o, "error", json_object_new_string(err));
-		json_object_object_add(o, "errno", json_object_new_int(errno));
-		child_send(wfd, 'L', o);
-		_exit(0);
-	}
-	json_object_object_add(o, "ms", json_object_new_int64((int64_t)(util_now_ms() - t0)));
-	json_object_object_add(o, "total", json_object_new_int64(info.sigs));
-	json_object_object_add(o, "hwm_kib", json_object_new_int64((int64_t)vm_hwm_kib()));
-	a = json_object_new_object();
-	for (size_t i = 0; i < c->nf; i++)
-		json_object_object_add(a, order[i]->setname, json_object_new_int64(sigs[i]));
-	json_object_object_add(o, "sigs", a);
-	child_send(wfd, 'L', o);
-	json_object_put(o);
-
-	o = json_object_new_object();
-	a = json_object_new_array();
-	t0 = util_now_ms();
-	for (size_t i = 0; i < samples->n; i++) {
-		const struct canary_sample *s = &samples->v[i];
-		struct engine_result r;
-		struct json_object *m;
-
-		if (engine_scan(e, s->fd, false, &r) < 0 || r.verdict == VERDICT_ERROR)
-			continue;
-		if ((r.verdict == VERDICT_VIRUS) == s->must_detect)
-			continue;
-		m = json_object_new_object();
-		json_object_object_add(m, "sample", json_object_new_string(s->label));
-		json_object_object_add(m, "detect", json_object_new_boolean(s->must_detect));
-		if (r.nnames)
-			json_object_object_add(m, "name", json_object_new_string(r.names[0]));
-		json_object_array_add(a, m);
-	}
-	json_object_object_add(o, "ms", json_object_new_int64((int64_t)(util_now_ms() - t0)));
-	json_object_object_add(o, "checked", json_object_new_int64((int64_t)samples->n));
-	json_object_object_add(o, "wrong", a);
-	child_send(wfd, 'C', o);
-	_exit(0);
-}
-
-struct child_run {
-	struct json_object *load, *canary;
-	uint64_t load_done_ms, canary_ms;
-	char error[400];
-	int status;
-	uint64_t maxrss_kib;
-	bool timed_out;
-};
-
-/* One line from the child. */
-static void child_line(struct vctx *c, struct child_run *run, char *line, uint64_t t0)
-{
-	if (line[0] == 'P' && line[1] == ' ') {
-		progress(c, "test load: %s", line + 2);
-	} else if (line[0] == 'E' && line[1] == ' ') {
-		util_strlcpy(run->error, line + 2, sizeof(run->error));
-	} else if (line[0] == 'L' && line[1] == ' ' && !run->load) {
-		run->load = json_tokener_parse(line + 2);
-		run->load_done_ms = util_now_ms() - t0;
-	} else if (line[0] == 'C' && line[1] == ' ' && !run->canary) {
-		run->canary = json_tokener_parse(line + 2);
-		run->canary_ms = util_now_ms() - t0 - run->load_done_ms;
-	}
-}
-
-static int run_child(struct vctx *c, const struct canary_set *samples, struct child_run *run)
-{
-	uint64_t t0 = util_now_ms(), deadline;
-	char *buf = NULL;
-	size_t len = 0;
-	struct rusage ru;
-	int p[2], r = 0;
-	pid_t pid;
-
-	if (pipe2(p, O_CLOEXEC) < 0)
-		return -errno;
-	fflush(NULL);
-	pid = fork();
-	if (pid < 0) {
-		r = -errno;
-		close(p[0]);
-		close(p[1]);
-		return r;
-	}
-	if (pid == 0) {
-		close(p[0]);
-		child_main(c, samples, p[1]);
-	}
-	close(p[1]);
-	deadline = t0 + (uint64_t)c->pol->cfg->validator_timeout * 1000u;
-	buf = malloc(CHILD_MAX_OUT + 1);
-	if (!buf) {
-		kill(pid, SIGKILL);
-		r = -ENOMEM;
-	}
-	while (!r) {
-		struct pollfd pfd = {.fd = p[0], .events = POLLIN};
-		uint64_t now = util_now_ms();
-		ssize_t n;
-		char *nl;
-
-		if (now >= deadline) {
-			run->timed_out = true;
-			kill(pid, SIGKILL);
-			break;
-		}
-		n = poll(&pfd, 1, (int)SE_MIN(deadline - now, (uint64_t)1000));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			continue;
-		n = read(p[0], buf + len, CHILD_MAX_OUT - len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		len += (size_t)n;
-		buf[len] = '\0';
-		while ((nl = strchr(buf, '\n'))) {
-			*nl = '\0';
-			child_line(c, run, buf, t0);
-			len -= (size_t)(nl + 1 - buf);
-			memmove(buf, nl + 1, len + 1);
-		}
-		if (len == CHILD_MAX_OUT) {
-			kill(pid, SIGKILL);
-			break;
-		}
-	}
-	close(p[0]);
-	free(buf);
-	while (wait4(pid, &run->status, 0, &ru) < 0)
-		if (errno != EINTR) {
-			memset(&ru, 0, sizeof(ru));
-			break;
-		}
-	run->maxrss_kib = (uint64_t)ru.ru_maxrss;
-	return r;
-}
-
-static uint64_t jint(struct json_object *o, const char *key)
-{
-	struct json_object *v;
-
-	return json_object_object_get_ex(o, key, &v) ? (uint64_t)json_object_get_int64(v) : 0;
-}
-
-static const char *jstr(struct json_object *o, const char *key)
-{
-	struct json_object *v;
-
-	return json_object_object_get_ex(o, key, &v) ? json_object_get_string(v) : NULL;
-}
-
-static int load_failure_why(struct vctx *c, const struct child_run *run);
-
-/* Drop "<set directory>/" from libclamav's messages: the set is named by
- * its files (the work directory is gone by the time anyone reads it). */
-static void strip_setdir(const struct vctx *c, char *msg)
-{
-	char prefix[PATH_MAX + 16];
-	size_t n;
-	char *p;
-
-	n = (size_t)snprintf(prefix, sizeof(prefix), "%s/", c->setdir);
-	while ((p = strstr(msg, prefix)))
-		memmove(p, p + n, strlen(p + n) + 1);
-}
-
-static int load_failure(struct vctx *c, const struct child_run *run)
-{
-	int r = load_failure_why(c, run);
-
-	strip_setdir(c, c->why);
-	return r;
-}
-
-static int load_failure_why(struct vctx *c, const struct child_run *run)
-{
-	const struct config *cfg = c->pol->cfg;
-	const char *err = run->load ? jstr(run->load, "error") : NULL;
-
-	if (run->timed_out)
-		return fail(c, NULL, "no result within %u s (ValidatorTimeout)",
-			    cfg->validator_timeout);
-	if (run->error[0])
-		return fail(c, NULL, "%s", run->error);
-	if (err && jint(run->load, "errno") == ENOMEM)
-		return fail(c, NULL, "out of memory under ValidatorMemoryLimit %llu MiB: %s",
-			    (unsigned long long)(cfg->validator_memory_limit >> 20), err);
-	if (err)
-		return fail(c, NULL, "%s", err);
-	if (WIFSIGNALED(run->status))
-		return fail(c, NULL, "the validator process died of signal %d (%s) while loading",
-			    WTERMSIG(run->status), strsignal(WTERMSIG(run->status)));
-	return fail(c, NULL, "the validator process exited with status %d without a result",
-		    WIFEXITED(run->status) ? WEXITSTATUS(run->status) : -1);
-}
-
-static int stage_test_load(struct vctx *c)
-{
-	struct canary_set samples;
-	struct child_run run = {0};
-	struct json_object *sigs;
-	char err[CANARY_ERR_LEN];
-	uint64_t total;
-	int r;
-
-	/* Opened here, with the caller's rights; the child reads them through
-	 * the descriptors after dropping privileges. */
-	r = canary_open(c->pol->cfg->canary_dir, c->pol->cfg->clean_corpus_dir, &samples, err);
-	if (r) {
-		snprintf(c->why, sizeof(c->why), "internal error: %.400s", err);
-		return r;
-	}
-	r = run_child(c, &samples, &run);
-	canary_close(&samples);
-	c->res->engine_kib = run.maxrss_kib;
-	c->child = run.canary;
-	if (r) {
-		json_object_put(run.load);
-		return internal(c, r, "validator process");
-	}
-	if (!run.load || jstr(run.load, "error")) {
-		r = load_failure(c, &run);
-		json_object_put(run.load);
-		return r;
-	}
-	total = jint(run.load, "total");
-	c->res->loaded_sigs = (uint32_t)total;
-	if (run.load && json_object_object_get_ex(run.load, "sigs", &sigs)) {
-		for (size_t i = 0; i < c->nf; i++)
-			c->f[i].loaded = (uint32_t)jint(sigs, c->f[i].setname);
-	}
-	json_object_put(run.load);
-	c->res->stages[VS_CANARY].ms = run.canary_ms;
-	for (size_t i = 0; i < c->nf; i++) {
-		struct vfile *v = &c->f[i];
-
-		if (v->type == CVD_TYPE_UNKNOWN || !v->is_new)
-			continue;
-		if (v->loaded < v->hdr.sigs)
-			return fail(c, v->base, "%s: %u signatures loaded, its header says %u",
-				    v->base, v->loaded, v->hdr.sigs);
-	}
-	note(c, "%llu signatures from %zu files loaded and compiled in %llu ms, peak %llu MiB",
-	     (unsigned long long)total, c->nf, (unsigned long long)run.load_done_ms,
-	     (unsigned long long)(run.maxrss_kib >> 10));
-	return 0;
-}
-
-static int stage_canary(struct vctx *c)
-{
-	struct json_object *wrong;
-	size_t n;
-
-	if (!c->child)
-		return fail(c, NULL, "no engine to scan with: the test load did not complete");
-	if (!json_object_object_get_ex(c->child, "wrong", &wrong))
-		return fail(c, NULL, "the validator process sent no canary results");
-	n = json_object_array_length(wrong);
-	for (size_t i = 0; i < n; i++) {
-		struct json_object *m = json_object_array_get_idx(wrong, i);
-		const char *sample = jstr(m, "sample"), *name = jstr(m, "name");
-		struct json_object *d;
-		bool detect =
-			json_object_object_get_ex(m, "detect", &d) && json_object_get_boolean(d);
-
-		if (detect)
-			return fail(c, sample,
-				    "canary %s not detected: the set misses what every set must "
-				    "detect",
-				    sample);
-		return fail(c, sample,
-			    "clean %s detected as %s: a signature that matches everyday files",
-			    sample, name ? name : "?");
-	}
-	note(c, "%llu samples: canaries detected, clean files clean",
-	     (unsigned long long)jint(c->child, "checked"));
+		vctx_note(c, "nothing to unpack (plain files)");
 	return 0;
 }
 
@@ -1405,8 +963,8 @@ static int (*const stage_fn[VS_NSTAGES])(struct vctx *c) = {
 	[VS_AUTHENTICITY] = stage_authenticity,
 	[VS_COMPATIBILITY] = stage_compatibility,
 	[VS_UNPACK] = stage_unpack,
-	[VS_TEST_LOAD] = stage_test_load,
-	[VS_CANARY] = stage_canary,
+	[VS_TEST_LOAD] = validate_stage_test_load,
+	[VS_CANARY] = validate_stage_canary,
 };
 
 /* The work directory: set/ (the candidate), unpack/, tmp/ (the test
@@ -1417,24 +975,24 @@ static int prepare_dir(struct vctx *c, const char *dir)
 	int r;
 
 	if (!realpath(dir, c->dir))
-		return internal(c, -errno, dir);
+		return vctx_internal(c, -errno, dir);
 	c->dirfd = open(c->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (c->dirfd < 0)
-		return internal(c, -errno, c->dir);
+		return vctx_internal(c, -errno, c->dir);
 	/* The test load reads the set as the scan account. */
 	if (fchmod(c->dirfd, 0755) < 0)
-		return internal(c, -errno, c->dir);
+		return vctx_internal(c, -errno, c->dir);
 	snprintf(c->setdir, sizeof(c->setdir), "%s/" SET_DIR, c->dir);
 	snprintf(c->tmpdir, sizeof(c->tmpdir), "%s/" TMP_DIR, c->dir);
 	if (mkdirat(c->dirfd, SET_DIR, 0755) < 0 || mkdirat(c->dirfd, UNPACK_DIR, 0755) < 0 ||
 	    mkdirat(c->dirfd, TMP_DIR, 0700) < 0)
-		return internal(c, -errno, "creating the work directories");
+		return vctx_internal(c, -errno, "creating the work directories");
 	if (geteuid() == 0 && id && id->valid && chown(c->tmpdir, id->uid, id->gid) < 0)
-		return internal(c, -errno, c->tmpdir);
+		return vctx_internal(c, -errno, c->tmpdir);
 	c->setfd = openat(c->dirfd, SET_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	c->unpackfd = openat(c->dirfd, UNPACK_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	r = c->setfd < 0 || c->unpackfd < 0 ? -errno : 0;
-	return r ? internal(c, r, c->dir) : 0;
+	return r ? vctx_internal(c, r, c->dir) : 0;
 }
 
 static int fill_dbs(struct vctx *c)
@@ -1507,7 +1065,7 @@ int validate_candidate(const char *const *files, size_t nfiles, const char *acti
 		uint64_t t0 = util_now_ms();
 
 		c.why[0] = c.note[0] = '\0';
-		progress(&c, "%s ...", stage_names[s]);
+		vctx_progress(&c, "%s ...", stage_names[s]);
 		r = stage_fn[s](&c);
 		if (r == STAGE_NOTHING_NEW) {
 			rep->status = VST_PASS;
@@ -1534,11 +1092,11 @@ int validate_candidate(const char *const *files, size_t nfiles, const char *acti
 			util_strlcpy(rep->reason, c.why, sizeof(rep->reason));
 			res->failed = (enum validate_stage)s;
 		}
-		progress(&c, "%s: %s (%llu ms)%s%s", stage_names[s],
-			 rep->status == VST_PASS     ? "pass"
-			 : rep->status == VST_FORCED ? "FORCED"
-						     : "FAIL",
-			 (unsigned long long)rep->ms, rep->reason[0] ? ": " : "", rep->reason);
+		vctx_progress(&c, "%s: %s (%llu ms)%s%s", stage_names[s],
+			      rep->status == VST_PASS	  ? "pass"
+			      : rep->status == VST_FORCED ? "FORCED"
+							  : "FAIL",
+			      (unsigned long long)rep->ms, rep->reason[0] ? ": " : "", rep->reason);
 	}
 	if (r && res->failed == VS_NSTAGES) /* before any stage: the work directory */
 		util_strlcpy(res->stages[0].reason, c.why, sizeof(res->stages[0].reason));
