@@ -56,6 +56,11 @@ ssize_t util_read_all(int fd, void *buf, size_t len);
  * (used in a child right after fork). Returns 0 or -errno. */
 int util_close_fds_except(const int *keep, size_t nkeep);
 
+/* util_reset_signals: in a child right after fork, undo what the
+ * supervisor set for its signalfd: an empty signal mask and default
+ * dispositions, SIGPIPE ignored. */
+void util_reset_signals(void);
+
 /* util_parse_u64: parse a decimal unsigned integer, the whole string.
  * Returns 0 or -EINVAL / -ERANGE. */
 int util_parse_u64(const char *s, uint64_t *out);

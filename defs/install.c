@@ -26,6 +26,19 @@ static struct json_object *read_result(const struct install_job *job);
 
 /* ---- the validator process ---- */
 
+/* Make this process the OOM killer's first choice (oom_score_adj 1000);
+ * best effort, children inherit it. */
+static void prefer_oom_kill(void)
+{
+	int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return;
+	if (write(fd, "1000", 4) != 4)
+		dprintf(2, "validator: cannot raise oom_score_adj: %s\n", strerror(errno));
+	close(fd);
+}
+
 static void progress_to_fd(void *arg, const char *line)
 {
 	int fd = *(const int *)arg;
@@ -64,10 +77,22 @@ validator_main(const struct install_req *req, const char *const *files, size_t n
 	struct json_object *j;
 	int rc, fd = req->progress_fd;
 
+	/* Nothing of the parent's but the progress pipe: a client connection
+	 * of the service held open here would not see its EOF until the
+	 * validation ends, and a sandbox holds no descriptor it was not
+	 * given. */
+	util_reset_signals();
+	log_close();
+	if (util_close_fds_except(&fd, fd >= 0 ? 1 : 0) < 0)
+		_exit(71);
 	if (fd >= 0) {
 		pol.progress = progress_to_fd;
 		pol.progress_arg = &fd;
 	}
+	/* The test load holds a second engine beside the running one: if
+	 * memory runs out meanwhile, the OOM killer is to take the validator
+	 * (the set is then refused), never the engine that scans. */
+	prefer_oom_kill();
 	/* The definitions are parsed here and nowhere with more rights. */
 	if (geteuid() == 0 && req->id && req->id->valid && sandbox_drop_privileges(req->id) < 0)
 		_exit(71);

@@ -571,16 +571,10 @@ static int gen_start(struct pool *p, const char *dir)
 	}
 	if (pid == 0) {
 		int keep[] = {sv[1]};
-		sigset_t all;
 
 		/* The supervisor blocks signals for its signalfd and ignores
 		 * SIGPIPE; the engine starts from defaults. */
-		sigemptyset(&all);
-		sigprocmask(SIG_SETMASK, &all, NULL);
-		for (int s = 1; s < NSIG; s++)
-			if (s != SIGKILL && s != SIGSTOP)
-				signal(s, SIG_DFL);
-		signal(SIGPIPE, SIG_IGN);
+		util_reset_signals();
 		log_close();
 		util_close_fds_except(keep, 1);
 		/* the engine and its workers, not the supervisor, live under

@@ -4,6 +4,7 @@ set that does not load leaves the old one active."""
 
 import json
 import os
+import re
 import subprocess
 import sys
 import signal
@@ -207,7 +208,16 @@ class BigReloadTest(unittest.TestCase):
                 d.conf.update(change_conf)
                 d.write_conf()
             before = sent[0]
+            logged = len(d.read_log())
             self.assertEqual(d.command(b"zRELOAD\0"), b"RELOADING\0")
+            # The answer came while the validator still runs (it holds no
+            # client connection), and the validator, a second engine for
+            # its test load, is the OOM killer's first choice, not the
+            # engine that scans.
+            pid = d.wait_for(lambda: re.findall(r"validator pid (\d+)", d.read_log()[logged:]),
+                             timeout=60, what="the validator")[-1]
+            with open("/proc/%s/oom_score_adj" % pid) as fh:
+                self.assertEqual(fh.read().strip(), "1000")
             d.wait_for(lambda: d.status()["engine_loads"] == 2 and len(d.status()["engines"]) == 1,
                        timeout=180, what="the new engine alone")
             time.sleep(0.5)
