@@ -18,6 +18,7 @@ static struct {
 	char path[4096];
 	int fd;
 	bool to_stderr, to_syslog, verbose, timestamps;
+	int facility;
 	void (*sink)(enum log_level, const char *);
 } lg = {.ident = "scanengine", .fd = -1, .to_stderr = true};
 
@@ -44,6 +45,7 @@ int log_open(const struct log_options *opt)
 	if (lg.to_syslog)
 		closelog();
 	lg.to_syslog = opt->to_syslog;
+	lg.facility = opt->syslog_facility;
 	if (lg.to_syslog)
 		openlog(lg.ident, LOG_PID | LOG_NDELAY, opt->syslog_facility);
 	lg.path[0] = '\0';
@@ -76,6 +78,15 @@ void log_close(void)
 	if (lg.to_syslog)
 		closelog();
 	lg.to_syslog = false;
+}
+
+void log_before_close_fds(void)
+{
+	if (!lg.to_syslog)
+		return;
+	closelog();
+	/* without LOG_NDELAY: the next line connects anew */
+	openlog(lg.ident, LOG_PID, lg.facility);
 }
 
 int log_file_fd(void)

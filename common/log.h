@@ -37,6 +37,12 @@ int log_reopen(void);
  * was configured. */
 void log_close(void);
 
+/* log_before_close_fds: in a child about to close every descriptor but
+ * log_file_fd() and a few of its own: let go of the syslog connection
+ * (the next line opens a new one), so that a later descriptor of the same
+ * number is never written to as the log. */
+void log_before_close_fds(void);
+
 /* log_file_fd: descriptor of the log file or -1 (kept open across fork). */
 int log_file_fd(void);
 

@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <json-c/json.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -647,6 +648,90 @@ err_remove:
 	util_rm_rf(job->work);
 	job->work[0] = '\0';
 	return r;
+}
+
+/* The committer's report: install_finish's return value and outcome. */
+struct commit_msg {
+	int32_t rc;
+	uint32_t gen;
+	uint8_t unchanged;
+	char qpath[PATH_MAX];
+	char reason[INSTALL_ERR_LEN];
+};
+
+int install_finish_start(struct defs_store *s, struct install_job *job,
+			 const struct install_req *req, struct install_commit *c)
+{
+	int pfd[2], r;
+
+	c->pid = 0;
+	c->fd = -1;
+	if (pipe2(pfd, O_CLOEXEC) < 0)
+		return -errno;
+	fflush(NULL);
+	c->pid = fork();
+	if (c->pid < 0) {
+		r = -errno;
+		c->pid = 0;
+		close(pfd[0]);
+		close(pfd[1]);
+		return r;
+	}
+	if (c->pid == 0) {
+		int keep[] = {pfd[1], defs_store_fd(s), log_file_fd()};
+		struct install_outcome out;
+		struct commit_msg m;
+
+		util_reset_signals();
+		log_before_close_fds();
+		if (util_close_fds_except(keep, keep[2] >= 0 ? 3 : 2) < 0)
+			_exit(71);
+		memset(&m, 0, sizeof(m));
+		m.rc = install_finish(s, job, req, &out);
+		m.gen = out.gen;
+		m.unchanged = out.unchanged;
+		util_strlcpy(m.qpath, out.qpath, sizeof(m.qpath));
+		util_strlcpy(m.reason, out.reason, sizeof(m.reason));
+		_exit(util_write_all(pfd[1], &m, sizeof(m)) ? 70 : 0);
+	}
+	close(pfd[1]);
+	c->fd = pfd[0];
+	return 0;
+}
+
+int install_finish_collect(struct install_commit *c, struct install_job *job, int status,
+			   struct install_outcome *out)
+{
+	struct commit_msg m;
+	ssize_t n = c->fd >= 0 ? util_read_all(c->fd, &m, sizeof(m)) : -EBADF;
+	struct stat st;
+
+	memset(out, 0, sizeof(*out));
+	util_close(&c->fd);
+	c->pid = 0;
+	/* the committer removes it; if it died first, nothing else will */
+	if (job->work[0] && stat(job->work, &st) == 0)
+		util_rm_rf(job->work);
+	job->work[0] = '\0';
+	if (n != (ssize_t)sizeof(m)) {
+		if (WIFSIGNALED(status))
+			snprintf(out->reason, sizeof(out->reason),
+				 "the process committing the definitions died of signal %d (%s)",
+				 WTERMSIG(status), strsignal(WTERMSIG(status)));
+		else
+			snprintf(out->reason, sizeof(out->reason),
+				 "the process committing the definitions exited with status %d "
+				 "without a report",
+				 WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+		return -EIO;
+	}
+	m.qpath[sizeof(m.qpath) - 1] = '\0';
+	m.reason[sizeof(m.reason) - 1] = '\0';
+	out->gen = m.gen;
+	out->unchanged = m.unchanged;
+	util_strlcpy(out->qpath, m.qpath, sizeof(out->qpath));
+	util_strlcpy(out->reason, m.reason, sizeof(out->reason));
+	return m.rc;
 }
 
 int install_run(struct defs_store *s, const struct install_req *req, struct install_outcome *out)

@@ -92,6 +92,29 @@ int install_wait(struct install_job *job, bool block);
 int install_finish(struct defs_store *s, struct install_job *job, const struct install_req *req,
 		   struct install_outcome *out);
 
+/* An install_finish running in a child process of its own (the service's
+ * event loop must not wait for the copies and fsyncs of a big set). */
+struct install_commit {
+	pid_t pid; /* the committer, 0 once it is done */
+	int fd;	   /* the read end of its report, -1 when none */
+};
+
+/* install_finish_start: run install_finish(s, job, req) in a child process
+ * that keeps only the store's directory, the log file and the report pipe
+ * of the parent's descriptors (a client connection held here would miss
+ * its EOF). Returns 0 with c filled, or -errno (the caller may then run
+ * install_finish itself). job->work belongs to the child from here on. */
+int install_finish_start(struct defs_store *s, struct install_job *job,
+			 const struct install_req *req, struct install_commit *c);
+
+/* install_finish_collect: once the committer has exited (the caller reaped
+ * it; status is its wait status): its outcome into out (out->result is
+ * NULL) and install_finish's return value, or -EIO with out->reason when
+ * it died without a report. Closes c->fd; job->work is removed if the
+ * child left it. */
+int install_finish_collect(struct install_commit *c, struct install_job *job, int status,
+			   struct install_outcome *out);
+
 /* install_abort: kill a running validator, reap it, remove the work
  * directory. */
 void install_abort(struct install_job *job);

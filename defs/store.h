@@ -54,6 +54,10 @@ struct defs_store;
  * reason in err[256] (may be NULL). */
 struct defs_store *defs_store_open(const char *root, unsigned int keep, char *err);
 
+/* defs_store_fd: the store's directory descriptor (every operation works
+ * relative to it), for a child process that closes all others. */
+int defs_store_fd(const struct defs_store *s);
+
 /* defs_store_close: NULL ok. */
 void defs_store_close(struct defs_store *s);
 

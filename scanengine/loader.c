@@ -48,8 +48,9 @@ struct loader {
 	uint64_t retry_at_ms;  /* 0: no retry scheduled */
 
 	/* the validation of DatabaseDirectory's files, when one runs */
-	bool validating;
+	bool validating; /* a validator or a committer runs */
 	struct install_job job;
+	struct install_commit commit; /* commit.pid: committing what passed */
 	struct install_req req;
 	char **files; /* req.files, req.drop: owned here */
 	char **drop;
@@ -427,14 +428,13 @@ static void remember_outcome(struct loader *l, const char *result, const char *r
 	l->last = o;
 }
 
-/* The validator is done: activate, or say why not. */
-static void validation_done(struct loader *l)
+/* The validation and its commit are over (r and out as install_finish
+ * gives them): activate, or say why not. */
+static void validation_outcome(struct loader *l, int r, struct install_outcome *out_)
 {
-	struct install_outcome out;
-	int r;
+	struct install_outcome out = *out_;
 
 	l->validating = false;
-	r = install_finish(l->store, &l->job, &l->req, &out);
 	if (r == -EAGAIN) {
 		/* a CLI install got in first: validate again over it */
 		log_warn("%s", out.reason);
@@ -492,6 +492,32 @@ static void validation_done(struct loader *l)
 		l->reload_why[0] = '\0';
 		load_current(l, why);
 	}
+}
+
+/* The validator is done: commit (import, activate, or quarantine) in a
+ * child process, so that the copies and fsyncs of a big set do not stall
+ * the event loop; in this process only if that child cannot start. */
+static void validation_done(struct loader *l)
+{
+	struct install_outcome out;
+	int r = install_finish_start(l->store, &l->job, &l->req, &l->commit);
+
+	if (r == 0)
+		return;
+	log_warn("cannot start the definitions commit process (%s); committing in the "
+		 "service",
+		 strerror(-r));
+	r = install_finish(l->store, &l->job, &l->req, &out);
+	validation_outcome(l, r, &out);
+}
+
+/* The committer has exited with status st. */
+static void commit_done(struct loader *l, int st)
+{
+	struct install_outcome out;
+	int r = install_finish_collect(&l->commit, &l->job, st, &out);
+
+	validation_outcome(l, r, &out);
 }
 
 /* ---- loading --------------------------------------------------------------- */
@@ -796,6 +822,7 @@ struct loader *loader_new(const struct config *cfg, const struct sandbox_identit
 		return NULL;
 	}
 	l->cfg = cfg;
+	l->commit.fd = -1;
 	l->id = id;
 	l->pool = pool;
 	l->faults = faults;
@@ -815,8 +842,16 @@ void loader_free(struct loader *l)
 {
 	if (!l)
 		return;
-	if (l->validating)
+	if (l->validating && l->commit.pid) {
+		int st;
+
+		/* a commit is short and its store steps are atomic: let it end */
+		while (waitpid(l->commit.pid, &st, 0) < 0 && errno == EINTR)
+			;
+		util_close(&l->commit.fd);
+	} else if (l->validating) {
 		install_abort(&l->job);
+	}
 	free_list(l->files);
 	free_list(l->drop);
 	json_object_put(l->last);
@@ -895,7 +930,17 @@ void loader_tick(struct loader *l)
 {
 	uint64_t now = util_now_ms();
 
-	if (l->validating) {
+	if (l->validating && l->commit.pid) {
+		int st;
+		pid_t p;
+
+		/* the pool reaps every child; it keeps the committer's status */
+		if (pool_claim_death(l->pool, l->commit.pid, &st))
+			commit_done(l, st);
+		else if ((p = waitpid(l->commit.pid, &st, WNOHANG)) == l->commit.pid ||
+			 (p < 0 && errno == ECHILD))
+			commit_done(l, p < 0 ? 0 : st);
+	} else if (l->validating) {
 		int st, w = 1;
 
 		/* the pool reaps every child; it keeps the validator's status */

@@ -397,6 +397,37 @@ class CrashSafetyTest(DefsTestCase):
         self.d.start()
         self.assertIn(b"FOUND", self.answers()[0])
 
+    def test_service_commit_killed(self):
+        """The service commits a validated DatabaseDirectory set in a
+        process of its own: killed in the middle of the import, it takes
+        nothing else down, and the next start takes the set."""
+        active = self.current()
+        self.d.stop()
+        marker = os.path.join(self.d.defs, "zz-local.ndb")
+        with open(marker, "w") as fh:
+            fh.write("Org.Local.Marker:0:*:%s\n" % os.urandom(8).hex())
+        os.chmod(marker, 0o644)
+        self.d.env = {"SCANENGINE_CRASH_POINT": "store.import_dir.copied"}
+        self.d.start()
+        last = self.d.wait_for(lambda: (self.d.status().get("definitions_last_validation") or {})
+                               if not self.d.status()["definitions_validating"] else None,
+                               timeout=60, what="the validation's end")
+        self.assertEqual(last["result"], "error", last)
+        self.assertIn("died of signal 9", last["reason"])
+        self.assertIsNone(self.d.proc.poll())
+        self.assertEqual(self.current(), active)
+        self.assert_store_sound()
+        self.assertEqual([w for w in os.listdir(os.path.join(self.store, "staging"))
+                          if w.startswith("work-")], [])
+        self.assertIn(b"FOUND", self.answers()[0])
+        self.d.stop()
+        self.d.env = None
+        self.d.start()
+        self.d.wait_for(lambda: self.current() != active and
+                        self.d.status().get("engine_generation") == self.current(),
+                        timeout=60, what="the new set, active and loaded")
+        self.assertIn("zz-local.ndb", [db["file"] for db in self.generation()["databases"]])
+
 
 if __name__ == "__main__":
     unittest.main()
