@@ -480,6 +480,10 @@ static void validation_outcome(struct loader *l, int r, struct install_outcome *
 			util_strlcpy(l->start_failure, reason, sizeof(l->start_failure));
 			raise_7(l, "bad definitions", reason, json_object_new_object());
 		}
+		/* the engine that runs the active generation goes on: a reload
+		 * of the same set would only cost memory and time */
+		if (l->active_gen && l->active_gen == defs_store_current(l->store))
+			l->reload_why[0] = '\0';
 	}
 	json_object_put(out.result);
 	free_list(l->files);

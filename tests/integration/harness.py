@@ -40,6 +40,8 @@ _TMPDIRS = []
 
 @atexit.register
 def _remove_tmpdirs():
+    if os.environ.get("SCANENGINE_KEEP_TEST_DIRS"):  # for a post-mortem
+        return
     for d in _TMPDIRS:
         shutil.rmtree(d, ignore_errors=True)
 
@@ -182,15 +184,26 @@ class Daemon:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        if not os.environ.get("SCANENGINE_KEEP_TEST_DIRS"):
+            shutil.rmtree(self.dir, ignore_errors=True)
 
     # ---- talking to it ------------------------------------------------
 
     def connect(self, timeout=10):
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(timeout * SLOW)
-        s.connect(self.sock)
-        return s
+        # With a timeout the socket is non-blocking, and a UNIX connect to
+        # a full listen backlog fails with EAGAIN instead of waiting: retry.
+        deadline = time.time() + timeout * SLOW
+        while True:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.settimeout(timeout * SLOW)
+            try:
+                s.connect(self.sock)
+                return s
+            except BlockingIOError:
+                s.close()
+                if time.time() >= deadline:
+                    raise
+                time.sleep(0.02)
 
     def command(self, data, fds=None, timeout=10):
         """Send data (with fds attached to it) and read until EOF."""
