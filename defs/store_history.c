@@ -199,6 +199,18 @@ static int history_open(const struct defs_store *s, bool *created)
 	return r ? r : fd;
 }
 
+/* history_open and fstat: the descriptor, or -errno (nothing left open). */
+static int history_open_stat(const struct defs_store *s, bool *created, struct stat *st)
+{
+	int fd = history_open(s, created), r;
+
+	if (fd < 0 || fstat(fd, st) == 0)
+		return fd;
+	r = -errno;
+	close(fd);
+	return r;
+}
+
 int defs_store_history_add(struct defs_store *s, const char *event, unsigned int gen,
 			   struct json_object *detail)
 {
@@ -228,15 +240,9 @@ int defs_store_history_add(struct defs_store *s, const char *event, unsigned int
 	r = store_lock(s);
 	if (r)
 		goto out_put;
-	fd = history_open(s, &created);
-	if (fd < 0) {
-		r = fd;
+	fd = r = history_open_stat(s, &created, &st);
+	if (r < 0)
 		goto out_unlock;
-	}
-	if (fstat(fd, &st) < 0) {
-		r = -errno;
-		goto out_unlock;
-	}
 	if (st.st_size > (off_t)DEFS_HISTORY_MAX) {
 		/* a history too long is better than an event lost */
 		r = history_halve(s, fd, st.st_size);
@@ -245,15 +251,9 @@ int defs_store_history_add(struct defs_store *s, const char *event, unsigned int
 				 HISTORY_NAME, strerror(-r));
 		/* again: the file may have been replaced even on an error */
 		util_close(&fd);
-		fd = history_open(s, &created);
-		if (fd < 0) {
-			r = fd;
+		fd = r = history_open_stat(s, &created, &st);
+		if (r < 0)
 			goto out_unlock;
-		}
-		if (fstat(fd, &st) < 0) {
-			r = -errno;
-			goto out_unlock;
-		}
 	}
 	/* a line torn by a crash is ended, so that only it is lost and not
 	 * the one appended now too */
