@@ -5,6 +5,7 @@
 #include "common/util.h"
 #include "defs/store.h"
 #include "defs/validate.h"
+#include "sandbox/memlimit.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -261,6 +262,7 @@ int install_start(struct defs_store *s, const struct install_req *req, struct in
 				 sizeof(job->work), err);
 	if (r)
 		return r;
+	job->oom_kills = memlimit_host_oom_kills();
 	r = spawn(req, job->base_gen ? active : NULL, job->work, &job->pid, err);
 	if (r) {
 		util_rm_rf(job->work);
@@ -559,6 +561,15 @@ int install_finish(struct defs_store *s, struct install_job *job, const struct i
 	if (!result) {
 		/* no report: the validator died (a crash on hostile input, the
 		 * OOM killer) or could not start */
+		if (WIFSIGNALED(job->status) && WTERMSIG(job->status) == SIGKILL &&
+		    memlimit_host_oom_kills() > job->oom_kills) {
+			/* not the set's fault: not judged, not quarantined */
+			snprintf(out->reason, sizeof(out->reason),
+				 "insufficient memory: the validator was killed by the OOM "
+				 "killer; the set was not judged");
+			r = -ENOMEM;
+			goto err_remove;
+		}
 		if (WIFSIGNALED(job->status)) {
 			snprintf(out->reason, sizeof(out->reason),
 				 "the validator process died of signal %d (%s)",

@@ -30,6 +30,7 @@
 #include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "common/config.h"
@@ -62,6 +63,7 @@ struct install_job {
 	int status;
 	char work[PATH_MAX];
 	unsigned int base_gen; /* the active generation the candidate was built over */
+	uint64_t oom_kills;    /* the host's OOM kills when the validator started */
 };
 
 struct install_outcome {
@@ -87,8 +89,10 @@ int install_wait(struct install_job *job, bool block);
  * described above, remove the work directory, fill out. Returns 0 (out->gen
  * activated, or 0 with out->unchanged when skip_unchanged found nothing
  * new), -EBADMSG (refused: out->reason, out->qpath), -EAGAIN (the
- * active set changed meanwhile; nothing done), or another -errno for an
- * internal failure (out->reason). */
+ * active set changed meanwhile; nothing done), -ENOMEM (the OOM killer
+ * took the validator or its test load: the set was not judged, nothing is
+ * quarantined; try again later), or another -errno for an internal failure
+ * (out->reason). */
 int install_finish(struct defs_store *s, struct install_job *job, const struct install_req *req,
 		   struct install_outcome *out);
 

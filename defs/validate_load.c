@@ -3,6 +3,7 @@
 #include "defs/validate_int.h"
 #include "common/util.h"
 #include "defs/canary.h"
+#include "sandbox/memlimit.h"
 #include "sandbox/sandbox.h"
 #include "scanengine/engine.h"
 
@@ -184,7 +185,9 @@ struct child_run {
 	char error[400];
 	int status;
 	uint64_t maxrss_kib;
+	uint64_t oom_kills; /* the host's, when the child started */
 	bool timed_out;
+	bool oom_killed; /* SIGKILLed by nobody here while the OOM killer killed */
 };
 
 /* One line from the child. */
@@ -215,6 +218,7 @@ static int run_child(struct vctx *c, const struct canary_set *samples, struct ch
 	if (pipe2(p, O_CLOEXEC) < 0)
 		return -errno;
 	fflush(NULL);
+	run->oom_kills = memlimit_host_oom_kills();
 	pid = fork();
 	if (pid < 0) {
 		r = -errno;
@@ -275,6 +279,9 @@ static int run_child(struct vctx *c, const struct canary_set *samples, struct ch
 			break;
 		}
 	run->maxrss_kib = (uint64_t)ru.ru_maxrss;
+	run->oom_killed = !run->timed_out && WIFSIGNALED(run->status) &&
+			  WTERMSIG(run->status) == SIGKILL &&
+			  memlimit_host_oom_kills() > run->oom_kills;
 	return r;
 }
 
@@ -323,6 +330,15 @@ static int load_failure_why(struct vctx *c, const struct child_run *run)
 	if (run->timed_out)
 		return vctx_fail(c, NULL, "no result within %u s (ValidatorTimeout)",
 				 cfg->validator_timeout);
+	/* Not the set's fault: it is not judged (nor quarantined), and can
+	 * be tried again when there is memory. */
+	if (run->oom_killed) {
+		snprintf(c->why, sizeof(c->why),
+			 "insufficient memory: the test load was killed by the OOM killer "
+			 "(%llu MiB in use when it died); the set was not judged",
+			 (unsigned long long)(run->maxrss_kib >> 10));
+		return -ENOMEM;
+	}
 	if (run->error[0])
 		return vctx_fail(c, NULL, "%s", run->error);
 	if (err && jint(run->load, "errno") == ENOMEM)

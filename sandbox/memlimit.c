@@ -157,7 +157,8 @@ static int read_u64(const char *dir, const char *file, uint64_t *out)
  * memory.oom_control, /proc/meminfo with sep ':'). */
 static int read_keyed(const char *dir, const char *file, const char *key, uint64_t *out)
 {
-	char buf[4096], *line, *save = NULL;
+	/* /proc/vmstat is about 4 KiB already */
+	char buf[16384], *line, *save = NULL;
 	size_t klen = strlen(key);
 	ssize_t n = read_text(dir, file, buf, sizeof(buf));
 
@@ -743,6 +744,13 @@ const char *memlimit_kind_name(enum memlimit_kind k)
 		return "RLIMIT_AS";
 	}
 	return "unknown";
+}
+
+uint64_t memlimit_host_oom_kills(void)
+{
+	uint64_t v = 0;
+
+	return read_keyed("/proc", "vmstat", "oom_kill", &v) < 0 ? 0 : v;
 }
 
 uint64_t memlimit_available(void)

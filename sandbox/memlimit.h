@@ -66,6 +66,11 @@ uint64_t memlimit_usage(const struct memlimit *m);
  * Linux >= 4.13); 0 in rlimit mode. Compare before and after a death. */
 uint64_t memlimit_oom_kills(const struct memlimit *m);
 
+/* memlimit_host_oom_kills: how many processes the OOM killer has killed on
+ * this host so far, in any cgroup (/proc/vmstat oom_kill, Linux >= 4.13; 0
+ * when unknown). Compare before and after a SIGKILL nobody here sent. */
+uint64_t memlimit_host_oom_kills(void);
+
 /* memlimit_limit_hits: how often a charge reached the limit (v2
  * memory.events max; v1 memory.failcnt + memory.memsw.failcnt); 0 in
  * rlimit mode. Extra evidence of memory pressure, but weak on v1: Linux

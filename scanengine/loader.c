@@ -51,6 +51,7 @@ struct loader {
 	bool validating; /* a validator or a committer runs */
 	struct install_job job;
 	struct install_commit commit; /* commit.pid: committing what passed */
+	unsigned int validate_tries;  /* validations in a row that ran out of memory */
 	struct install_req req;
 	char **files; /* req.files, req.drop: owned here */
 	char **drop;
@@ -440,6 +441,7 @@ static void validation_outcome(struct loader *l, int r, struct install_outcome *
 		log_warn("%s", out.reason);
 		l->validate_at_ms = util_now_ms() + 1000;
 	} else if (r == 0 && out.gen) {
+		l->validate_tries = 0;
 		util_strlcpy(l->source_fp, l->pending_fp, sizeof(l->source_fp));
 		log_info("definitions from %s passed validation; generation %u is active",
 			 l->cfg->database_dir, out.gen);
@@ -448,6 +450,7 @@ static void validation_outcome(struct loader *l, int r, struct install_outcome *
 		state_save(l);
 		util_strlcpy(l->reload_why, "new definitions", sizeof(l->reload_why));
 	} else if (r == 0) {
+		l->validate_tries = 0;
 		util_strlcpy(l->source_fp, l->pending_fp, sizeof(l->source_fp));
 		log_info("definitions from %s: nothing new", l->cfg->database_dir);
 		remember_outcome(l, "unchanged", NULL, 0);
@@ -464,6 +467,18 @@ static void validation_outcome(struct loader *l, int r, struct install_outcome *
 			 out.reason, out.qpath[0] ? "; quarantined in " : "", out.qpath);
 		log_error("%s", msg);
 		remember_outcome(l, r == -EBADMSG ? "refused" : "error", out.reason, 0);
+		if (r == -ENOMEM) {
+			/* not judged: again later, backing off as loads do */
+			unsigned int n = l->validate_tries < 6 ? l->validate_tries : 6;
+			uint64_t delay = (uint64_t)l->cfg->load_retry_interval << n;
+
+			if (delay > 300)
+				delay = 300;
+			l->validate_tries++;
+			l->validate_at_ms = util_now_ms() + delay * 1000;
+			log_info("validating the definitions of %s again in %llu s",
+				 l->cfg->database_dir, (unsigned long long)delay);
+		}
 		state_save(l);
 		json_object_object_add(d, "source", json_object_new_string(l->cfg->database_dir));
 		if (out.qpath[0])

@@ -96,6 +96,7 @@ class Daemon:
         }
         self.conf.update(conf or {})
         self.env = None  # extra environment for the daemon
+        self.cgroup = None  # a v1/v2 cgroup directory to start the daemon in
         self.proc = None
 
     def write_conf(self):
@@ -113,7 +114,8 @@ class Daemon:
         self.proc = subprocess.Popen(
             [SCANENGINED, "--config-file", self.conf_path, "--foreground"],
             stdout=self.stderr, stderr=self.stderr,
-            env=dict(os.environ, **self.env) if self.env else None)
+            env=dict(os.environ, **self.env) if self.env else None,
+            preexec_fn=self._join_cgroup if self.cgroup else None)
         deadline = time.time() + timeout * SLOW
         while time.time() < deadline:
             if self.proc.poll() is not None:
@@ -127,6 +129,10 @@ class Daemon:
                 pass
             time.sleep(0.05)
         raise AssertionError("scanengined did not answer PING in time: " + self.read_stderr()[-2000:])
+
+    def _join_cgroup(self):
+        with open(os.path.join(self.cgroup, "cgroup.procs"), "w") as fh:
+            fh.write(str(os.getpid()))
 
     def _settle(self, deadline):
         """Ready answers PING as soon as an engine is up; its workers are

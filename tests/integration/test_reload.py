@@ -160,6 +160,25 @@ if __name__ == "__main__":
     unittest.main()
 
 
+def own_memory_cgroup_v1():
+    """This process's cgroup v1 memory directory, or None."""
+    try:
+        with open("/proc/self/cgroup") as fh:
+            for line in fh:
+                _, ctrls, path = line.rstrip("\n").split(":", 2)
+                if "memory" in ctrls.split(","):
+                    d = "/sys/fs/cgroup/memory" + path
+                    return d if os.path.isdir(d) else None
+    except OSError:
+        pass
+    return None
+
+
+def cgroup_write(cg, name, value):
+    with open(os.path.join(cg, name), "w") as fh:
+        fh.write(str(value))
+
+
 class BigReloadTest(unittest.TestCase):
     """Reloading a set of over a million signatures while a client scans
     without pause: no error, no dropped request, with both strategies."""
@@ -248,6 +267,56 @@ class BigReloadTest(unittest.TestCase):
                 d.stop()
             finally:
                 d.cleanup()
+
+    @unittest.skipUnless(own_memory_cgroup_v1(), "no cgroup v1 memory controller")
+    def test_validator_out_of_memory_is_not_a_bad_set(self):
+        """The validator's test load killed by the OOM killer (here: of a
+        memory cgroup the daemon runs in, with room for the running engine
+        but not a second one) is no verdict on the set: nothing is
+        quarantined, the running engine stays, and the validation is tried
+        again by itself, and passes once there is memory."""
+        cg = os.path.join(own_memory_cgroup_v1(), "se-test-oom-%d" % os.getpid())
+        os.mkdir(cg)
+        d = Daemon(defs_dir=self.defs, conf={"LoadRetryInterval": "1"})
+        d.cgroup = cg
+        # the sanitizer's quarantine would fill the cgroup by itself
+        d.env = {"ASAN_OPTIONS": "quarantine_size_mb=8"}
+        try:
+            d.start(timeout=180)
+            st = d.status()
+            gen, loads = st["engine_generation"], st["engine_loads"]
+            engine_kib = [g for g in st["definitions_store"] if g["current"]][0]["engine_kib"]
+            # anonymous memory in use (the page cache of the signature files
+            # would only be reclaimed), plus half an engine
+            with open(os.path.join(cg, "memory.stat")) as fh:
+                rss = dict(l.split() for l in fh)["total_rss"]
+            cgroup_write(cg, "memory.limit_in_bytes", int(rss) + engine_kib * 1024 // 2)
+            with open(os.path.join(d.defs, "zz-new.ndb"), "w") as fh:
+                fh.write("Scanengine.Test.New:0:*:%s\n" % os.urandom(12).hex())
+            os.chmod(os.path.join(d.defs, "zz-new.ndb"), 0o644)
+            self.assertEqual(d.command(b"zRELOAD\0"), b"RELOADING\0")
+            last = d.wait_for(lambda: (d.status()["definitions_last_validation"]
+                                       if "again in" in d.read_log() else None),
+                              timeout=120, what="the validation to run out of memory")
+            self.assertEqual(last["result"], "error", last)
+            self.assertIn("insufficient memory", last["reason"])
+            self.assertIn("OOM killer", last["reason"])
+            st = d.status()
+            self.assertEqual((st["engine_generation"], st["engine_loads"]), (gen, loads))
+            self.assertEqual(os.listdir(os.path.join(d.state, "defs", "quarantine")), [])
+            self.assertEqual(d.command(b"zSCAN " + self.eicar.encode() + b"\0"),
+                             self.eicar.encode() + b": Eicar-Test-Signature.UNOFFICIAL FOUND\0")
+            # memory again: the retry (LoadRetryInterval, doubling) takes it
+            cgroup_write(cg, "memory.limit_in_bytes", -1)
+            d.wait_for(lambda: d.status()["engine_generation"] > gen, timeout=120,
+                       what="the set, validated again and loaded")
+            self.assertEqual(d.status()["definitions_last_validation"]["result"], "activated")
+        finally:
+            try:
+                d.stop()
+            finally:
+                d.cleanup()
+                os.rmdir(cg)
 
     @unittest.skipUnless(os.path.exists("/sys/fs/cgroup/memory") or
                          os.path.exists("/sys/fs/cgroup/cgroup.controllers"), "no memory cgroup")

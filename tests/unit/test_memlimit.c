@@ -288,11 +288,12 @@ static void test_over_limit(void **state)
 {
 	struct fixture *fx = *state;
 	struct memlimit *m = fx_new(fx, 0, 64 * MIB);
-	uint64_t kills, hits;
+	uint64_t kills, hits, host_kills;
 	int status;
 
 	kills = memlimit_oom_kills(m);
 	hits = memlimit_limit_hits(m);
+	host_kills = memlimit_host_oom_kills();
 	fx->child[0] = spawn_toucher(m, 200, -1, -1);
 	status = wait_child(&fx->child[0]);
 	if (fx->kind == MEMLIMIT_RLIMIT) {
@@ -308,6 +309,8 @@ static void test_over_limit(void **state)
 		      (unsigned long long)memlimit_oom_kills(m), (unsigned long long)hits,
 		      (unsigned long long)memlimit_limit_hits(m));
 	assert_true(memlimit_oom_kills(m) >= kills + 1);
+	/* the host's count has it too (the validator tells OOM kills so) */
+	assert_true(memlimit_host_oom_kills() >= host_kills + 1);
 	/* v1 may not count it (see memlimit_limit_hits) */
 	if (fx->kind == MEMLIMIT_CGROUP2)
 		assert_true(memlimit_limit_hits(m) > hits);
