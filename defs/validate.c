@@ -1035,6 +1035,8 @@ static int fill_dbs(struct vctx *c)
 		util_strlcpy(d->auth, v->auth_name ? v->auth_name : "", sizeof(d->auth));
 		util_strlcpy(d->signer, v->auth.signer, sizeof(d->signer));
 		d->loaded = v->loaded;
+		d->load_ms = v->load_ms;
+		d->engine_kib = v->load_kib;
 	}
 	return 0;
 }
@@ -1158,6 +1160,8 @@ struct json_object *validate_db_json(const struct validate_db *d)
 		r = r ?: jsonutil_add(o, "signatures", json_object_new_int64(d->loaded));
 	}
 	r = r ?: jsonutil_add(o, "loaded_signatures", json_object_new_int64(d->loaded));
+	r = r ?: jsonutil_add(o, "test_load_ms", json_object_new_int64(d->load_ms));
+	r = r ?: jsonutil_add(o, "engine_kib", json_object_new_int64((int64_t)d->engine_kib));
 	r = r ?: jsonutil_add(o, "sha256", json_object_new_string(d->sha256));
 	r = r ?: jsonutil_add(o, "authentication", json_object_new_string(d->auth));
 	if (d->signer[0])

@@ -76,7 +76,9 @@ struct validate_db {
 	char sha256[65];
 	char auth[16]; /* "sign", "legacy", "unsigned", "local", "carried" */
 	char signer[256];
-	uint32_t loaded; /* signatures the test load counted (all, PUA included) */
+	uint32_t loaded;     /* signatures the test load counted (all, PUA included) */
+	uint32_t load_ms;    /* its cl_load in the test load (before the compile) */
+	uint64_t engine_kib; /* memory the test load grew by while loading it */
 };
 
 struct validate_policy {

@@ -30,7 +30,9 @@ struct vfile {
 	char sha256[65];
 	struct auth_result auth;
 	const char *auth_name;
-	uint32_t loaded; /* signatures the test load counted */
+	uint32_t loaded;   /* signatures the test load counted */
+	uint32_t load_ms;  /* its cl_load in the test load */
+	uint64_t load_kib; /* memory the test load grew by loading it */
 };
 
 struct vctx {

@@ -103,14 +103,14 @@ child_main(struct vctx *c, const struct canary_set *samples, int wfd)
 	struct vfile **order = calloc(c->nf, sizeof(*order));
 	const char **paths = calloc(c->nf, sizeof(*paths));
 	char(*pbuf)[PATH_MAX + 300] = calloc(c->nf, sizeof(*pbuf));
-	uint32_t *sigs = calloc(c->nf, sizeof(*sigs));
-	struct json_object *o = json_object_new_object(), *a;
+	struct engine_file_load *per = calloc(c->nf, sizeof(*per));
+	struct json_object *o = json_object_new_object(), *a, *ms, *kib;
 	struct msg_engine_info info;
 	char err[512];
 	struct engine *e;
 	uint64_t t0;
 
-	if (!order || !paths || !pbuf || !sigs || !o)
+	if (!order || !paths || !pbuf || !per || !o)
 		_exit(70);
 	if (!UNDER_ASAN && cfg->validator_memory_limit) {
 		struct rlimit rl = {cfg->validator_memory_limit, cfg->validator_memory_limit};
@@ -135,7 +135,7 @@ child_main(struct vctx *c, const struct canary_set *samples, int wfd)
 	}
 	engine_set_progress(child_progress_cb, &prog);
 	t0 = util_now_ms();
-	e = engine_load_files(cfg, paths, c->nf, ENGINE_LOAD_ALL_SIGS, sigs, c->tmpdir, &info, err);
+	e = engine_load_files(cfg, paths, c->nf, ENGINE_LOAD_ALL_SIGS, per, c->tmpdir, &info, err);
 	engine_set_progress(NULL, NULL);
 	if (!e) {
 		json_object_object_add(o, "error", json_object_new_string(err));
@@ -147,9 +147,17 @@ child_main(struct vctx *c, const struct canary_set *samples, int wfd)
 	json_object_object_add(o, "total", json_object_new_int64(info.sigs));
 	json_object_object_add(o, "hwm_kib", json_object_new_int64((int64_t)vm_hwm_kib()));
 	a = json_object_new_object();
-	for (size_t i = 0; i < c->nf; i++)
-		json_object_object_add(a, order[i]->setname, json_object_new_int64(sigs[i]));
+	ms = json_object_new_object();
+	kib = json_object_new_object();
+	for (size_t i = 0; i < c->nf; i++) {
+		json_object_object_add(a, order[i]->setname, json_object_new_int64(per[i].sigs));
+		json_object_object_add(ms, order[i]->setname, json_object_new_int64(per[i].ms));
+		json_object_object_add(kib, order[i]->setname,
+				       json_object_new_int64((int64_t)per[i].rss_kib));
+	}
 	json_object_object_add(o, "sigs", a);
+	json_object_object_add(o, "file_ms", ms);
+	json_object_object_add(o, "file_kib", kib);
 	child_send(wfd, 'L', o);
 	json_object_put(o);
 
@@ -388,6 +396,14 @@ int validate_stage_test_load(struct vctx *c)
 	if (run.load && json_object_object_get_ex(run.load, "sigs", &sigs)) {
 		for (size_t i = 0; i < c->nf; i++)
 			c->f[i].loaded = (uint32_t)jint(sigs, c->f[i].setname);
+	}
+	if (run.load && json_object_object_get_ex(run.load, "file_ms", &sigs)) {
+		for (size_t i = 0; i < c->nf; i++)
+			c->f[i].load_ms = (uint32_t)jint(sigs, c->f[i].setname);
+	}
+	if (run.load && json_object_object_get_ex(run.load, "file_kib", &sigs)) {
+		for (size_t i = 0; i < c->nf; i++)
+			c->f[i].load_kib = jint(sigs, c->f[i].setname);
 	}
 	json_object_put(run.load);
 	c->res->stages[VS_CANARY].ms = run.canary_ms;

@@ -450,9 +450,23 @@ err:
 	return NULL;
 }
 
+/* Resident memory of this process in KiB (0 if unknown). */
+static uint64_t rss_kib(void)
+{
+	unsigned long long pages = 0;
+	FILE *f = fopen("/proc/self/statm", "re");
+
+	if (!f)
+		return 0;
+	if (fscanf(f, "%*s %llu", &pages) != 1)
+		pages = 0;
+	fclose(f);
+	return pages * (uint64_t)sysconf(_SC_PAGESIZE) / 1024;
+}
+
 struct engine *engine_load_files(const struct config *cfg, const char *const *paths, size_t n,
-				 unsigned int lflags, uint32_t *sigs, const char *tmpdir,
-				 struct msg_engine_info *info, char *err)
+				 unsigned int lflags, struct engine_file_load *per,
+				 const char *tmpdir, struct msg_engine_info *info, char *err)
 {
 	unsigned int total = 0, before, dbopts = load_options(cfg, lflags);
 	uint64_t t0 = util_now_ms();
@@ -466,12 +480,19 @@ struct engine *engine_load_files(const struct config *cfg, const char *const *pa
 	eno = ENOENT;
 	snprintf(err, 512, "no definitions files given");
 	for (size_t i = 0; i < n; i++) {
+		uint64_t t1 = util_now_ms(), rss = per ? rss_kib() : 0;
+
 		before = total;
 		eno = load_one(e, paths[i], dbopts, &total, err);
 		if (eno)
 			goto err_free;
-		if (sigs)
-			sigs[i] = total - before;
+		if (per) {
+			uint64_t now_rss = rss_kib();
+
+			per[i].sigs = total - before;
+			per[i].ms = (uint32_t)(util_now_ms() - t1);
+			per[i].rss_kib = now_rss > rss ? now_rss - rss : 0;
+		}
 	}
 	if (n)
 		eno = finish_load(e, n == 1 ? paths[0] : "the definitions set", total, t0, info,

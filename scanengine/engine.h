@@ -33,16 +33,23 @@ int engine_global_init(char *err);
 struct engine *engine_load(const struct config *cfg, const char *dbdir, const char *tmpdir,
 			   struct msg_engine_info *info, char *err);
 
+/* What one file brought to an engine_load_files load. */
+struct engine_file_load {
+	uint32_t sigs;	  /* signatures it contributed */
+	uint32_t ms;	  /* time its cl_load took */
+	uint64_t rss_kib; /* resident memory the process grew by while loading it */
+};
+
 /* engine_load_files: like engine_load, but cl_load each of paths[0..n)
- * (files or directories) in turn into one engine, so that sigs[i] (sigs
- * may be NULL) gets the signatures paths[i] contributed, then compile.
+ * (files or directories) in turn into one engine, so that per[i] (per may
+ * be NULL) gets what paths[i] contributed, then compile.
  * lflags: ENGINE_LOAD_ALL_SIGS also loads PUA signatures whatever cfg says,
  * so that a container's count can be compared with its header (the
  * validator's test load). Errors as engine_load. */
 #define ENGINE_LOAD_ALL_SIGS 1u
 struct engine *engine_load_files(const struct config *cfg, const char *const *paths, size_t n,
-				 unsigned int lflags, uint32_t *sigs, const char *tmpdir,
-				 struct msg_engine_info *info, char *err);
+				 unsigned int lflags, struct engine_file_load *per,
+				 const char *tmpdir, struct msg_engine_info *info, char *err);
 
 /* engine_progress_fn: what engine loads report while they run: phase
  * "load" or "compile", done of total items (libclamav's progress

@@ -122,6 +122,8 @@ class OfficialTest(DefsTestCase):
         db = manifest["databases"][0]
         self.assertEqual((db["file"], db["flevel"], len(db["sha256"])), ("test.cvd", 81, 64), db)
         self.assertTrue(db["build_time"])
+        self.assertIsInstance(db["test_load_ms"], int)
+        self.assertIsInstance(db["engine_kib"], int)
         eicar_reply, clean_reply = self.answers()
         self.assertIn(b"FOUND", eicar_reply)
         active = self.current()

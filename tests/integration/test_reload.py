@@ -260,8 +260,14 @@ class BigReloadTest(unittest.TestCase):
         d = Daemon(defs_dir=self.defs)
         try:
             d.start(timeout=180)
-            self.run_reload_under_load(d)
+            st = self.run_reload_under_load(d)
             self.assertIn("reload strategy: concurrent", d.read_log())
+            # the manifest: what each database cost at the test load
+            dbs = {db["file"]: db for g in st["definitions_store"] if g["current"]
+                   for db in g["databases"]}
+            self.assertGreater(dbs["bench.hdb"]["engine_kib"], 10 * 1024, dbs)
+            self.assertGreater(dbs["bench.hdb"]["test_load_ms"], 0, dbs)
+            self.assertLess(dbs["zz-new.ndb"]["engine_kib"], dbs["bench.hdb"]["engine_kib"])
         finally:
             try:
                 d.stop()
