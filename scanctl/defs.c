@@ -104,14 +104,19 @@ static void print_databases(struct json_object *dbs, const char *indent)
 /* STATUS as JSON, or NULL when the service is not there. */
 static struct json_object *service_status(const struct opts *o)
 {
-	char reply[65536];
+	struct json_object *st;
+	char *reply;
 	int fd = sc_try_connect(o);
 
 	if (fd < 0)
 		return NULL;
 	close(fd);
-	sc_command(o, "zSTATUS", reply, sizeof(reply));
-	return json_tokener_parse(reply);
+	reply = sc_request(o, "zSTATUS");
+	st = json_tokener_parse(reply);
+	if (!st)
+		sc_die(EXIT_USAGE, "unexpected STATUS reply from scanengined: %.200s", reply);
+	free(reply);
+	return st;
 }
 
 /* Have the service load generation gen and wait until it scans with it,

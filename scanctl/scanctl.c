@@ -196,6 +196,51 @@ void sc_command(const struct opts *o, const char *cmd, char *out, size_t outlen)
 	close(r.fd);
 }
 
+#define REQUEST_MAX (64u << 20) /* a JSON reply larger than this is refused */
+
+char *sc_request(const struct opts *o, const char *cmd)
+{
+	int fd = sc_connect(o);
+	size_t len = 0, cap = 65536;
+	char *buf = malloc(cap), *nul;
+
+	if (!buf)
+		sc_die(EXIT_USAGE, "out of memory");
+	send_cmd(fd, cmd);
+	for (;;) {
+		ssize_t n;
+
+		if (len + 1 == cap) {
+			char *bigger = cap < REQUEST_MAX ? realloc(buf, cap * 2) : NULL;
+
+			if (!bigger)
+				sc_die(EXIT_USAGE, "reply from scanengined too long");
+			buf = bigger;
+			cap *= 2;
+		}
+		n = recv(fd, buf + len, cap - 1 - len, 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			sc_die(EXIT_USAGE, "lost the connection to scanengined: %s",
+			       strerror(errno));
+		if (n == 0)
+			break;
+		len += (size_t)n;
+		if (memchr(buf + len - (size_t)n, '\0', (size_t)n))
+			break;
+	}
+	close(fd);
+	buf[len] = '\0';
+	nul = memchr(buf, '\0', len + 1);
+	if (!len || (size_t)(nul - buf) == len)
+		sc_die(EXIT_USAGE,
+		       len ? "truncated reply from scanengined"
+			   : "scanengined closed the connection without answering %s",
+		       cmd + 1);
+	return buf;
+}
+
 static int ends_with(const char *s, const char *suffix)
 {
 	size_t a = strlen(s), b = strlen(suffix);
@@ -517,16 +562,16 @@ long long sc_jint(struct json_object *o, const char *k)
 
 static int cmd_status(const struct opts *o)
 {
-	char reply[65536];
+	char *reply = sc_request(o, "zSTATUS");
 	struct json_object *st, *defs = NULL;
 	long long up;
 
-	sc_command(o, "zSTATUS", reply, sizeof(reply));
 	if (ends_with(reply, " ERROR"))
 		sc_die(EXIT_FOUND, "%s", reply);
 	st = json_tokener_parse(reply);
 	if (!st)
 		sc_die(EXIT_FOUND, "unexpected STATUS reply: %.200s", reply);
+	free(reply);
 	if (o->json) {
 		printf("%s\n", json_object_to_json_string_ext(st, JSON_C_TO_STRING_PRETTY));
 		json_object_put(st);
@@ -609,7 +654,7 @@ static int cmd_faults(const struct opts *o, int argc, char **argv)
 		{0},
 	};
 	bool history = false, reset = false;
-	char reply[1 << 20];
+	char *reply;
 	struct json_object *arr;
 	int c;
 
@@ -625,18 +670,20 @@ static int cmd_faults(const struct opts *o, int argc, char **argv)
 	if (optind < argc)
 		sc_die(EXIT_USAGE, "faults: unexpected argument '%s'", argv[optind]);
 	if (reset) {
-		sc_command(o, "zRESETPOISON", reply, sizeof(reply));
+		reply = sc_request(o, "zRESETPOISON");
 		if (ends_with(reply, " ERROR"))
 			sc_die(EXIT_FOUND, "%s", reply);
 		printf(o->json ? "{ \"reply\": \"%s\" }\n" : "%s\n", reply);
+		free(reply);
 		return 0;
 	}
-	sc_command(o, history ? "zFAULTHISTORY" : "zFAULTS", reply, sizeof(reply));
+	reply = sc_request(o, history ? "zFAULTHISTORY" : "zFAULTS");
 	if (ends_with(reply, " ERROR"))
 		sc_die(EXIT_FOUND, "%s", reply);
 	arr = json_tokener_parse(reply);
 	if (!arr || !json_object_is_type(arr, json_type_array))
 		sc_die(EXIT_FOUND, "unexpected reply: %.200s", reply);
+	free(reply);
 	if (o->json) {
 		printf("%s\n", json_object_to_json_string_ext(arr, JSON_C_TO_STRING_PRETTY));
 	} else if (history) {

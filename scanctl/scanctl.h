@@ -32,6 +32,11 @@ int sc_connect(const struct opts *o);
 /* sc_try_connect: the same, but -errno when the service is not there. */
 int sc_try_connect(const struct opts *o);
 
+/* sc_request: send one z-framed command and return its reply, of any
+ * length (a JSON document), NUL-terminated in a malloc'd buffer. Dies
+ * with a message when the service cannot be reached or breaks off. */
+char *sc_request(const struct opts *o, const char *cmd);
+
 /* sc_command: send one z-framed command, read its one reply into out. */
 void sc_command(const struct opts *o, const char *cmd, char *out, size_t outlen);
 

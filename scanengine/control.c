@@ -101,6 +101,20 @@ void ctl_reply(struct conn *c, unsigned int seq, char term, const char *fmt, ...
 	out_append(c, line, (size_t)n);
 }
 
+void ctl_reply_long(struct conn *c, unsigned int seq, char term, const char *text)
+{
+	char prefix[16];
+	int n = 0;
+
+	if (!c)
+		return;
+	if (c->session && seq)
+		n = snprintf(prefix, sizeof(prefix), "%u: ", seq);
+	out_append(c, prefix, (size_t)n);
+	out_append(c, text, strlen(text));
+	out_append(c, &term, 1);
+}
+
 /* Try to write pending output. Returns false when the peer is gone. */
 static bool conn_flush(struct conn *c)
 {

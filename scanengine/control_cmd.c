@@ -414,6 +414,12 @@ static void cmd_stats(struct conn *c, const struct command *cmd, const char *arg
 		  pool_lines, mib, mib);
 }
 
+static void reply_json(struct conn *c, unsigned int seq, char term, struct json_object *o)
+{
+	ctl_reply_long(c, seq, term, json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+	json_object_put(o);
+}
+
 static void cmd_status(struct conn *c, const struct command *cmd, const char *arg, unsigned int seq,
 		       char term)
 {
@@ -423,14 +429,7 @@ static void cmd_status(struct conn *c, const struct command *cmd, const char *ar
 	(void)arg;
 	if (c->ctl->hooks.status)
 		c->ctl->hooks.status(c->ctl->hooks.arg, o);
-	ctl_reply(c, seq, term, "%s", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
-	json_object_put(o);
-}
-
-static void reply_json(struct conn *c, unsigned int seq, char term, struct json_object *o)
-{
-	ctl_reply(c, seq, term, "%s", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
-	json_object_put(o);
+	reply_json(c, seq, term, o);
 }
 
 static void cmd_faults(struct conn *c, const struct command *cmd, const char *arg, unsigned int seq,

@@ -145,6 +145,10 @@ struct item {
 
 /* ---- control.c ---- */
 
+/* ctl_reply_long: one reply of any length (a JSON document), with the
+ * session prefix and term like ctl_reply, which bounds a line. */
+void ctl_reply_long(struct conn *c, unsigned int seq, char term, const char *text);
+
 /* Write one reply: "<seq>: " inside a session, the text, then the
  * terminator of the command's framing ('\0' for z, '\n' otherwise). */
 void ctl_reply(struct conn *c, unsigned int seq, char term, const char *fmt, ...)

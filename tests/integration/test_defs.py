@@ -127,6 +127,15 @@ class OfficialTest(DefsTestCase):
         eicar_reply, clean_reply = self.answers()
         self.assertIn(b"FOUND", eicar_reply)
         active = self.current()
+        # STATUS has outgrown one protocol line by now: it comes whole
+        reply = self.d.command(b"zSTATUS\0")
+        self.assertGreater(len(reply), 5120)
+        st = json.loads(reply[:-1])
+        self.assertEqual(len(st["definitions_store"]), 3)
+        r = subprocess.run([SCANCTL, "--config-file", self.d.conf_path, "--json", "status"],
+                           capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(json.loads(r.stdout)["engine_generation"], active)
 
         out = self.install(alone("test-3.cvd"), check=1)
         self.assertFalse(out["installed"])
