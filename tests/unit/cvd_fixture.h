@@ -1,8 +1,7 @@
 /* cvd_fixture: what the unit tests of defs/cvd.c (test_cvd.c,
  * test_cvd_sign.c) share: where the genuine Talos-signed test definitions
- * of the shared testdata/clamav directory are ($SCANENGINE_TESTDATA, else
- * found from the working directory or this binary; tests that need them
- * skip without them), reading them, and the group set-up. Every function
+ * of the shared testdata/clamav directory are (tests/unit/testdata.h;
+ * tests that need them skip without them), reading them, and the group set-up. Every function
  * is static inline: a test program that does not use one still builds
  * with -Wunused-function. */
 #ifndef SE_TESTS_UNIT_CVD_FIXTURE_H
@@ -21,6 +20,8 @@
 #include <sys/types.h>
 #include <unistd.h>
 
+#include "tests/unit/testdata.h"
+
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
 /* The directory of the test definitions (group_setup), or "". */
@@ -30,27 +31,12 @@ static char testdata[512];
 
 static inline bool find_testdata(void)
 {
-	char exe[512], beside[600] = "";
-	const char *dirs[] = {getenv("SCANENGINE_TESTDATA"), "../shared/testdata/clamav", beside,
-			      "/work/shared/testdata/clamav"};
-	char probe[700];
-	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	const char *d = testdata_dir();
 
-	if (n > 0) {
-		exe[n] = '\0';
-		*strrchr(exe, '/') = '\0';
-		snprintf(beside, sizeof(beside), "%s/../../../shared/testdata/clamav", exe);
-	}
-	for (size_t i = 0; i < ARRAY_SIZE(dirs); i++) {
-		if (!dirs[i] || !*dirs[i])
-			continue;
-		snprintf(probe, sizeof(probe), "%s/test-1.cvd", dirs[i]);
-		if (access(probe, R_OK) == 0) {
-			snprintf(testdata, sizeof(testdata), "%s", dirs[i]);
-			return true;
-		}
-	}
-	return false;
+	if (!d)
+		return false;
+	snprintf(testdata, sizeof(testdata), "%s", d);
+	return true;
 }
 
 #define NEED_TESTDATA()                                                                            \

@@ -12,6 +12,7 @@
 
 #include "common/util.h"
 #include "defs/cvd.h"
+#include "tests/unit/testdata.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -50,27 +51,12 @@ static char testdata[512];
 
 static bool find_testdata(void)
 {
-	char exe[512], beside[600] = "";
-	const char *dirs[] = {getenv("SCANENGINE_TESTDATA"), "../shared/testdata/clamav", beside,
-			      "/work/shared/testdata/clamav"};
-	char probe[700];
-	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	const char *d = testdata_dir();
 
-	if (n > 0) {
-		exe[n] = '\0';
-		*strrchr(exe, '/') = '\0';
-		snprintf(beside, sizeof(beside), "%s/../../../shared/testdata/clamav", exe);
-	}
-	for (size_t i = 0; i < SE_ARRAY_SIZE(dirs); i++) {
-		if (!dirs[i] || !*dirs[i])
-			continue;
-		snprintf(probe, sizeof(probe), "%s/test-1.cvd.sign", dirs[i]);
-		if (access(probe, R_OK) == 0) {
-			snprintf(testdata, sizeof(testdata), "%s", dirs[i]);
-			return true;
-		}
-	}
-	return false;
+	if (!d)
+		return false;
+	snprintf(testdata, sizeof(testdata), "%s", d);
+	return true;
 }
 
 #define NEED_TESTDATA()                                                                            \
