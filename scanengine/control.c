@@ -58,6 +58,8 @@ static void conn_undirty(struct conn *c)
 
 static void out_append(struct conn *c, const char *s, size_t len)
 {
+	if (!len)
+		return;
 	if (c->olen + len > c->ocap) {
 		size_t cap = c->ocap ? c->ocap : 4096;
 		char *n;
