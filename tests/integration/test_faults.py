@@ -116,9 +116,21 @@ class CrashLoopTest(unittest.TestCase):
         killed = []
         try:
             for s in slows:  # one kill per file: none is poisoned
-                pid = self.d.wait_for(lambda: (busy_on(self.d, os.path.basename(s), True) or [None])[0],
-                                      timeout=30, what="a worker scanning " + s)
-                os.kill(pid, signal.SIGSEGV)
+                while True:
+                    pid = self.d.wait_for(
+                        lambda: (busy_on(self.d, os.path.basename(s), True) or [None])[0],
+                        timeout=30, what="a worker scanning " + s)
+                    # Stopped, the worker cannot move on to another file: if
+                    # the supervisor still has it on this one (a "done" sent
+                    # just before would have been read by now), the signal
+                    # lands in this scan and no other file shares the crash.
+                    os.kill(pid, signal.SIGSTOP)
+                    time.sleep(0.1)
+                    if pid in busy_on(self.d, os.path.basename(s), True):
+                        os.kill(pid, signal.SIGSEGV)
+                        os.kill(pid, signal.SIGCONT)
+                        break
+                    os.kill(pid, signal.SIGCONT)
                 killed.append(pid)
                 self.d.wait_for(lambda: pid not in self.d.worker_pids(), timeout=30,
                                 what="worker %d gone" % pid)
