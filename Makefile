@@ -7,6 +7,7 @@
 #                     again in an ASan+UBSan build (build-asan/)
 #   make install      binaries, default config, systemd unit, scan user
 #   make bench        benchmarks against clamd (tests/bench/, slow)
+#   make fuzz         build the libFuzzer targets and run each FUZZ_SECONDS
 
 BUILD   ?= build
 SAN     ?= 0
