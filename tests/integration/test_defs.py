@@ -104,6 +104,9 @@ class DefsTestCase(unittest.TestCase):
 class OfficialTest(DefsTestCase):
     """Point 1: test-1.cvd .. test-6.cvd in order, a downgrade, a rollback."""
 
+    # every generation kept: STATUS lists them all, well past one protocol line
+    conf = {"KeepGenerations": "10"}
+
     def test_install_in_order_downgrade_rollback(self):
         for n in range(1, 7):
             out = self.install(alone("test-%d.cvd" % n))
@@ -131,7 +134,7 @@ class OfficialTest(DefsTestCase):
         reply = self.d.command(b"zSTATUS\0")
         self.assertGreater(len(reply), 5120)
         st = json.loads(reply[:-1])
-        self.assertEqual(len(st["definitions_store"]), 3)
+        self.assertEqual(len(st["definitions_store"]), 7)
         r = subprocess.run([SCANCTL, "--config-file", self.d.conf_path, "--json", "status"],
                            capture_output=True, text=True)
         self.assertEqual(r.returncode, 0, r.stderr)
