@@ -450,17 +450,30 @@ err:
 	return NULL;
 }
 
+static int statm_fd = -1; /* engine_keep_statm: /proc/self/statm, kept open */
+
+int engine_keep_statm(void)
+{
+	if (statm_fd < 0)
+		statm_fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+	return statm_fd < 0 ? -errno : 0;
+}
+
 /* Resident memory of this process in KiB (0 if unknown). */
 static uint64_t rss_kib(void)
 {
 	unsigned long long pages = 0;
-	FILE *f = fopen("/proc/self/statm", "re");
+	char buf[128];
+	int fd = statm_fd >= 0 ? statm_fd : open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+	ssize_t n = fd >= 0 ? pread(fd, buf, sizeof(buf) - 1, 0) : -1;
 
-	if (!f)
+	if (fd >= 0 && fd != statm_fd)
+		close(fd);
+	if (n <= 0)
 		return 0;
-	if (fscanf(f, "%*s %llu", &pages) != 1)
-		pages = 0;
-	fclose(f);
+	buf[n] = '\0';
+	if (sscanf(buf, "%*s %llu", &pages) != 1)
+		return 0;
 	return pages * (uint64_t)sysconf(_SC_PAGESIZE) / 1024;
 }
 

@@ -51,6 +51,11 @@ struct engine *engine_load_files(const struct config *cfg, const char *const *pa
 				 unsigned int lflags, struct engine_file_load *per,
 				 const char *tmpdir, struct msg_engine_info *info, char *err);
 
+/* engine_keep_statm: open /proc/self/statm now and keep it, for a process
+ * about to be confined (Landlock) that still wants engine_load_files's
+ * per-file memory. Returns 0 or -errno. */
+int engine_keep_statm(void);
+
 /* engine_progress_fn: what engine loads report while they run: phase
  * "load" or "compile", done of total items (libclamav's progress
  * callbacks; total may be 0 when unknown). */

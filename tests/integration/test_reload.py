@@ -240,6 +240,14 @@ class BigReloadTest(unittest.TestCase):
                              timeout=60, what="the validator")[-1]
             with open("/proc/%s/oom_score_adj" % pid) as fh:
                 self.assertEqual(fh.read().strip(), "1000")
+            # its test load parses the definitions confined as a scan worker
+            # (seccomp filter mode 2, no new privileges)
+            child = d.wait_for(lambda: open("/proc/%s/task/%s/children" % (pid, pid)).read().split(),
+                               timeout=30, what="the test-load process")[0]
+            d.wait_for(lambda: "Seccomp:\t2" in open("/proc/%s/status" % child).read(),
+                       timeout=30, what="the test load confined")
+            with open("/proc/%s/status" % child) as fh:
+                self.assertIn("NoNewPrivs:\t1", fh.read())
             d.wait_for(lambda: d.status()["engine_loads"] == 2 and len(d.status()["engines"]) == 1,
                        timeout=180, what="the new engine alone")
             time.sleep(0.5)
