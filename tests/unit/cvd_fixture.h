@@ -1,9 +1,10 @@
-/* cvd_fixture: what the unit tests of defs/cvd.c (test_cvd.c,
- * test_cvd_sign.c) share: where the genuine Talos-signed test definitions
- * of the shared testdata/clamav directory are (tests/unit/testdata.h;
- * tests that need them skip without them), reading them, and the group set-up. Every function
- * is static inline: a test program that does not use one still builds
- * with -Wunused-function. */
+/* cvd_fixture: what the unit tests of defs/cvd.c and defs/auth.c
+ * (test_cvd.c, test_cvd_sign.c, test_auth.c) share: where the genuine
+ * Talos-signed test definitions of the shared testdata/clamav directory
+ * are (tests/unit/testdata.h; tests that need them skip without them),
+ * reading them, and the group set-up. Every function is static inline: a
+ * test program that does not use one still builds with
+ * -Wunused-function. */
 #ifndef SE_TESTS_UNIT_CVD_FIXTURE_H
 #define SE_TESTS_UNIT_CVD_FIXTURE_H
 

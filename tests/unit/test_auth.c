@@ -12,7 +12,7 @@
 
 #include "common/util.h"
 #include "defs/cvd.h"
-#include "tests/unit/testdata.h"
+#include "tests/unit/cvd_fixture.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -45,28 +45,7 @@
 #define NO_ATTRS     ((time_t)-1) /* cms_sign: no signed attributes at all */
 #define TEST_SIGNER  "C = US, ST = MD, O = Cisco, OU = Talos, CN = ClamAV TEST CVD Signing Cert"
 
-static char testdata[512];
-
 /* ---- helpers ---- */
-
-static bool find_testdata(void)
-{
-	const char *d = testdata_dir();
-
-	if (!d)
-		return false;
-	snprintf(testdata, sizeof(testdata), "%s", d);
-	return true;
-}
-
-#define NEED_TESTDATA()                                                                            \
-	do {                                                                                       \
-		if (!testdata[0]) {                                                                \
-			print_message("skipped: shared testdata/clamav not found (set "            \
-				      "SCANENGINE_TESTDATA)\n");                                   \
-			skip();                                                                    \
-		}                                                                                  \
-	} while (0)
 
 /* A fresh private directory for one test; rm_dir removes it. */
 static void make_dir(char *out, size_t n)
@@ -83,26 +62,6 @@ static void rm_dir(const char *dir)
 static void data_path(char *out, size_t n, const char *name)
 {
 	snprintf(out, n, "%s/%s", testdata, name);
-}
-
-static char *read_all(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	char *buf;
-	long n;
-
-	assert_non_null(f);
-	assert_int_equal(fseek(f, 0, SEEK_END), 0);
-	n = ftell(f);
-	assert_true(n >= 0);
-	rewind(f);
-	buf = malloc((size_t)n + 1);
-	assert_non_null(buf);
-	assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
-	buf[n] = '\0';
-	fclose(f);
-	*len = (size_t)n;
-	return buf;
 }
 
 static void write_file(const char *path, const void *data, size_t len)
@@ -1223,16 +1182,6 @@ static void test_bad_arguments(void **state)
 	assert_string_equal(auth_method_name((enum auth_method)42), "none");
 	assert_int_equal(count_fds(), fds);
 	rm_dir(dir);
-}
-
-static int group_setup(void **state)
-{
-	(void)state;
-	if (cl_init(CL_INIT_DEFAULT) != CL_SUCCESS)
-		return -1;
-	if (!find_testdata())
-		testdata[0] = '\0';
-	return 0;
 }
 
 int main(void)
