@@ -530,6 +530,30 @@ static bool limits_valid(const struct unpack_limits *lim)
 	       lim->max_ratio && lim->ratio_min_bytes && lim->time_budget_ms;
 }
 
+/* The reader of c over fd's payload at offset: the source under the time
+ * budget, libarchive with the built-in gzip decoder and the tar reader
+ * only (ARCHIVE_WARN from the gzip support means libarchive lacks zlib and
+ * would run an external gzip program, which has no place in a
+ * validator); the caller opens it (archive_read_open2 with source_read).
+ * Returns 0 or the refusal's rc; the caller frees c.src and c.a either
+ * way. */
+static int reader_new(struct ctx *c, int fd, off_t offset)
+{
+	int rc;
+
+	c->src = calloc(1, sizeof(*c->src));
+	c->a = archive_read_new();
+	if (!c->src || !c->a)
+		return refuse(c, -ENOMEM, NULL, "out of memory");
+	rc = source_open(c->src, fd, offset, c->lim->time_budget_ms);
+	if (rc)
+		return refuse(c, rc, NULL, "%s", c->src->why);
+	if (archive_read_support_filter_gzip(c->a) != ARCHIVE_OK ||
+	    archive_read_support_format_tar(c->a) != ARCHIVE_OK)
+		return refuse(c, -ENOTSUP, NULL, "libarchive lacks built-in gzip or tar support");
+	return 0;
+}
+
 int unpack_fd(int fd, off_t offset, int dirfd, const struct unpack_limits *lim,
 	      struct unpack_result *res, char *err)
 {
@@ -548,32 +572,15 @@ int unpack_fd(int fd, off_t offset, int dirfd, const struct unpack_limits *lim,
 	if (!S_ISDIR(st.st_mode))
 		return refuse(&c, -ENOTDIR, NULL, "target is not a directory");
 
-	c.src = calloc(1, sizeof(*c.src));
-	c.a = archive_read_new();
-	if (!c.src || !c.a) {
-		rc = refuse(&c, -ENOMEM, NULL, "out of memory");
-		goto out;
-	}
-	rc = source_open(c.src, fd, offset, lim->time_budget_ms);
-	if (rc) {
-		rc = refuse(&c, rc, NULL, "%s", c.src->why);
-		goto out;
-	}
-	/* Only the built-in gzip decoder and the tar reader: ARCHIVE_WARN
-	 * from the gzip support means libarchive lacks zlib and would run an
-	 * external gzip program, which has no place in a validator. */
-	if (archive_read_support_filter_gzip(c.a) != ARCHIVE_OK ||
-	    archive_read_support_format_tar(c.a) != ARCHIVE_OK) {
-		rc = refuse(&c, -ENOTSUP, NULL, "libarchive lacks built-in gzip or tar support");
-		goto out;
-	}
-	if (archive_read_open2(c.a, c.src, NULL, source_read, NULL, NULL) != ARCHIVE_OK) {
+	rc = reader_new(&c, fd, offset);
+	if (!rc && archive_read_open2(c.a, c.src, NULL, source_read, NULL, NULL) != ARCHIVE_OK) {
 		if (!c.src->rc && c.src->consumed == 0)
 			rc = refuse(&c, -ENODATA, NULL, "payload is empty");
 		else
 			rc = archive_failed(&c, NULL, "not a gzip tar");
-		goto out;
 	}
+	if (rc)
+		goto out;
 	for (;;) {
 		struct archive_entry *e;
 		const char *name;
@@ -674,26 +681,11 @@ int unpack_peek(int fd, off_t offset, const char *suffix, const struct unpack_li
 		return refuse(&c, -EINVAL, NULL, "invalid arguments");
 	max = lim->max_total_bytes < UNPACK_PEEK_MAX_BYTES ? lim->max_total_bytes
 							   : UNPACK_PEEK_MAX_BYTES;
-	c.src = calloc(1, sizeof(*c.src));
-	c.a = archive_read_new();
-	if (!c.src || !c.a) {
-		rc = refuse(&c, -ENOMEM, NULL, "out of memory");
-		goto out;
-	}
-	rc = source_open(c.src, fd, offset, lim->time_budget_ms);
-	if (rc) {
-		rc = refuse(&c, rc, NULL, "%s", c.src->why);
-		goto out;
-	}
-	if (archive_read_support_filter_gzip(c.a) != ARCHIVE_OK ||
-	    archive_read_support_format_tar(c.a) != ARCHIVE_OK) {
-		rc = refuse(&c, -ENOTSUP, NULL, "libarchive lacks built-in gzip or tar support");
-		goto out;
-	}
-	if (archive_read_open2(c.a, c.src, NULL, source_read, NULL, NULL) != ARCHIVE_OK) {
+	rc = reader_new(&c, fd, offset);
+	if (!rc && archive_read_open2(c.a, c.src, NULL, source_read, NULL, NULL) != ARCHIVE_OK)
 		rc = archive_failed(&c, NULL, "not a gzip tar");
+	if (rc)
 		goto out;
-	}
 	for (unsigned int i = 0;; i++) {
 		struct archive_entry *e;
 		const char *name;
