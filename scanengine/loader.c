@@ -429,6 +429,17 @@ static void remember_outcome(struct loader *l, const char *result, const char *r
 	l->last = o;
 }
 
+/* The wait before the next try after failures (>= 1) in a row:
+ * LoadRetryInterval, doubling per failure, at most RETRY_MAX_MS. */
+static uint64_t retry_delay_ms(const struct loader *l, unsigned int failures)
+{
+	uint64_t delay = l->cfg->load_retry_interval * 1000ULL;
+
+	for (unsigned int i = 1; i < failures && delay < RETRY_MAX_MS; i++)
+		delay *= 2;
+	return SE_MIN(delay, RETRY_MAX_MS);
+}
+
 /* The validation and its commit are over (r and out as install_finish
  * gives them): activate, or say why not. */
 static void validation_outcome(struct loader *l, int r, struct install_outcome *out_)
@@ -469,15 +480,11 @@ static void validation_outcome(struct loader *l, int r, struct install_outcome *
 		remember_outcome(l, r == -EBADMSG ? "refused" : "error", out.reason, 0);
 		if (r == -ENOMEM) {
 			/* not judged: again later, backing off as loads do */
-			unsigned int n = l->validate_tries < 6 ? l->validate_tries : 6;
-			uint64_t delay = (uint64_t)l->cfg->load_retry_interval << n;
+			uint64_t delay = retry_delay_ms(l, ++l->validate_tries);
 
-			if (delay > 300)
-				delay = 300;
-			l->validate_tries++;
-			l->validate_at_ms = util_now_ms() + delay * 1000;
+			l->validate_at_ms = util_now_ms() + delay;
 			log_info("validating the definitions of %s again in %llu s",
-				 l->cfg->database_dir, (unsigned long long)delay);
+				 l->cfg->database_dir, (unsigned long long)(delay / 1000));
 		}
 		state_save(l);
 		json_object_object_add(d, "source", json_object_new_string(l->cfg->database_dir));
@@ -669,11 +676,8 @@ static void raise_7(struct loader *l, const char *cause, const char *reason,
 
 static void schedule_retry(struct loader *l)
 {
-	uint64_t delay = l->cfg->load_retry_interval * 1000ULL;
+	uint64_t delay = retry_delay_ms(l, l->attempts);
 
-	for (unsigned int i = 1; i < l->attempts && delay < RETRY_MAX_MS; i++)
-		delay *= 2;
-	delay = SE_MIN(delay, RETRY_MAX_MS);
 	l->retry_at_ms = util_now_ms() + delay;
 	log_warn("retrying the definitions load in %llu s (attempt %u failed)",
 		 (unsigned long long)(delay / 1000), l->attempts);
