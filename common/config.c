@@ -33,6 +33,7 @@ enum key_type {
 	T_FACILITY, /* int, LOG_* name */
 	T_BCSEC,    /* int, TrustSigned (0) or Paranoid (1) */
 	T_REGEX,    /* struct config_list, repeatable, each a POSIX ERE */
+	T_LIST,	    /* struct config_list, repeatable, each one word (no blanks) */
 };
 
 #define F_SOCKET   0x1 /* path must fit in sockaddr_un.sun_path */
@@ -107,6 +108,10 @@ struct key {
 	{                                                                                          \
 		.name = n, .type = T_REGEX, .off = FIELD(f, struct config_list)                    \
 	}
+#define K_LIST(n, f)                                                                               \
+	{                                                                                          \
+		.name = n, .type = T_LIST, .off = FIELD(f, struct config_list)                     \
+	}
 
 /* The accepted keys. Defaults are clamd 1.4.6's unless a comment says
  * otherwise. */
@@ -174,6 +179,21 @@ static const struct key keys[] = {
 	K_PATH("CleanCorpusDirectory", clean_corpus_dir, NULL),
 	K_SIZE("ValidatorMemoryLimit", validator_memory_limit, "8G"), /* 0 stays 0: none */
 	K_UINT("ValidatorTimeout", validator_timeout, "600", 1, 86400),
+
+	/* updates (freshclam.conf names and defaults; mirrors: none, so
+	 * updates are off until one is configured) */
+	K_LIST("DatabaseMirror", database_mirror),
+	K_LIST("PrivateMirror", private_mirror),
+	K_LIST("DatabaseName", database_name), /* none given: main, daily, bytecode */
+	K_UINT("Checks", checks, "12", 0, 50),
+	K_UINT("ConnectTimeout", connect_timeout, "30", 1, 3600),
+	K_UINT("ReceiveTimeout", receive_timeout, "60", 0, 86400),
+	K_UINT("MaxAttempts", max_attempts, "3", 1, 100),
+	K_BOOL("ScriptedUpdates", scripted_updates, "yes"),
+	K_STR("HTTPProxyServer", proxy_server, NULL),
+	K_UINT("HTTPProxyPort", proxy_port, "0", 0, 65535),
+	K_STR("HTTPProxyUsername", proxy_username, NULL),
+	K_STR("HTTPProxyPassword", proxy_password, NULL),
 
 	/* path scanning */
 	K_REGEX("ExcludePath", exclude_path),
@@ -565,6 +585,8 @@ static int apply_regex(struct config *cfg, const struct key *k, const char *v,
 	return list_append(field(cfg, k), v);
 }
 
+static bool is_blank(char c);
+
 /* apply: parse v as key k's type and store it in cfg. Returns 0, -ENOMEM or
  * -EINVAL with the message in err. */
 static int apply(struct config *cfg, const struct key *k, const char *v, const struct where *w,
@@ -648,6 +670,13 @@ static int apply(struct config *cfg, const struct key *k, const char *v, const s
 		return 0;
 	case T_REGEX:
 		return apply_regex(cfg, k, v, w, err);
+	case T_LIST:
+		for (end = v; *end; end++)
+			if (is_blank(*end))
+				return fail(err, w,
+					    "%s: '%s' is more than one word; give one per line",
+					    k->name, show(v, buf));
+		return list_append(field(cfg, k), v);
 	}
 	return fail(err, w, "%s: internal error: unknown type", k->name);
 }
@@ -701,7 +730,7 @@ void config_free(struct config *cfg)
 
 		if (k->type == T_STRING || k->type == T_PATH)
 			free(*(char **)field(cfg, k));
-		else if (k->type == T_REGEX)
+		else if (k->type == T_REGEX || k->type == T_LIST)
 			list_free(field(cfg, k));
 	}
 	free(cfg->path);
@@ -877,7 +906,7 @@ static int parse_line(struct config *cfg, char *line, const struct where *w, uns
 	}
 
 	idx = (size_t)(k - keys);
-	if (k->type != T_REGEX) {
+	if (k->type != T_REGEX && k->type != T_LIST) {
 		/* clamd silently keeps the first of two; refusing tells the
 		 * admin which of the two lines is not in effect */
 		if (seen[idx])

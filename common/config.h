@@ -87,6 +87,20 @@ struct config {
 	uint64_t validator_memory_limit; /* ValidatorMemoryLimit: test load, bytes; 0 none */
 	unsigned int validator_timeout;	 /* ValidatorTimeout, seconds */
 
+	/* updates (freshclam.conf keys) */
+	struct config_list database_mirror; /* DatabaseMirror: failover order */
+	struct config_list private_mirror;  /* PrivateMirror: tried before DatabaseMirror */
+	struct config_list database_name;   /* DatabaseName; empty: main, daily, bytecode */
+	unsigned int checks;		    /* Checks per day; 0: no scheduled checks */
+	unsigned int connect_timeout;	    /* ConnectTimeout, seconds */
+	unsigned int receive_timeout; /* ReceiveTimeout: no progress for this long, s; 0 none */
+	unsigned int max_attempts;    /* MaxAttempts: tries per file and mirror */
+	bool scripted_updates;	      /* ScriptedUpdates: .cdiff patches when offered */
+	char *proxy_server;	      /* HTTPProxyServer */
+	unsigned int proxy_port;      /* HTTPProxyPort; 0: the scheme's */
+	char *proxy_username;	      /* HTTPProxyUsername */
+	char *proxy_password;	      /* HTTPProxyPassword */
+
 	/* path scanning */
 	struct config_list exclude_path; /* ExcludePath (POSIX extended regex) */
 	bool follow_dir_symlinks;	 /* FollowDirectorySymlinks */

@@ -752,6 +752,48 @@ static void test_exclude_path(void **state)
 		     "ExcludePath: '[z-a]' is not a valid extended regular expression");
 }
 
+static void test_update_keys(void **state)
+{
+	struct config c;
+
+	/* freshclam's defaults; no mirror: updates are off */
+	expect_ok(*state, "LogTime no\n", &c);
+	assert_int_equal(c.database_mirror.n, 0);
+	assert_int_equal(c.database_name.n, 0);
+	assert_int_equal(c.checks, 12);
+	assert_int_equal(c.connect_timeout, 30);
+	assert_int_equal(c.receive_timeout, 60);
+	assert_int_equal(c.max_attempts, 3);
+	assert_true(c.scripted_updates);
+	assert_null(c.proxy_server);
+	config_free(&c);
+	expect_ok(*state,
+		  "PrivateMirror http://10.0.0.1:8080/clamav\n"
+		  "DatabaseMirror database.clamav.net\n"
+		  "DatabaseMirror file:///srv/mirror\n"
+		  "DatabaseName daily\n"
+		  "DatabaseName test\n"
+		  "Checks 0\n"
+		  "ReceiveTimeout 0\n"
+		  "HTTPProxyServer proxy.example\n"
+		  "HTTPProxyPort 3128\n",
+		  &c);
+	assert_int_equal(c.private_mirror.n, 1);
+	assert_int_equal(c.database_mirror.n, 2);
+	assert_string_equal(c.database_mirror.items[1], "file:///srv/mirror");
+	assert_int_equal(c.database_name.n, 2);
+	assert_string_equal(c.database_name.items[1], "test");
+	assert_int_equal(c.checks, 0);
+	assert_int_equal(c.receive_timeout, 0);
+	assert_string_equal(c.proxy_server, "proxy.example");
+	assert_int_equal(c.proxy_port, 3128);
+	config_free(&c);
+	expect_error(*state, "Checks 51\n", 1, "Checks: '51' is out of range");
+	expect_error(*state, "DatabaseMirror a b\n", 1,
+		     "DatabaseMirror: 'a b' is more than one word; give one per line");
+	expect_error(*state, "MaxAttempts 0\n", 1, "MaxAttempts: '0' is out of range");
+}
+
 static void test_repeated_key(void **state)
 {
 	expect_error(*state, "MaxThreads 2\nLogTime no\nMaxThreads 3\n", 3,
@@ -961,6 +1003,7 @@ int main(void)
 		T(test_paths),
 		T(test_derived_temp_dir),
 		T(test_exclude_path),
+		T(test_update_keys),
 		T(test_repeated_key),
 		T(test_crlf),
 		T(test_comments),
