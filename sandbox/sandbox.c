@@ -343,11 +343,22 @@ static uint64_t landlock_fs_rights(int abi)
 	return fs;
 }
 
-/* Landlock layer: all filesystem access is denied except beneath
- * scratch_dir; on ABI >= 4 TCP bind/connect are denied, on ABI >= 6
- * abstract UNIX sockets and signals outside the domain are too. Already
- * open descriptors (the IPC socket, stdio, scanned files) are unaffected. */
-static int landlock_confine(const char *scratch_dir)
+/* The rights that change the filesystem: what sandbox_confine_writes
+ * denies outside its directory (reading and executing stay allowed). */
+#define LL_FS_WRITES                                                                               \
+	(LANDLOCK_ACCESS_FS_WRITE_FILE | LANDLOCK_ACCESS_FS_REMOVE_DIR |                           \
+	 LANDLOCK_ACCESS_FS_REMOVE_FILE | LANDLOCK_ACCESS_FS_MAKE_CHAR |                           \
+	 LANDLOCK_ACCESS_FS_MAKE_DIR | LANDLOCK_ACCESS_FS_MAKE_REG |                               \
+	 LANDLOCK_ACCESS_FS_MAKE_SOCK | LANDLOCK_ACCESS_FS_MAKE_FIFO |                             \
+	 LANDLOCK_ACCESS_FS_MAKE_BLOCK | LANDLOCK_ACCESS_FS_MAKE_SYM | LANDLOCK_ACCESS_FS_REFER |  \
+	 LANDLOCK_ACCESS_FS_TRUNCATE)
+
+/* Landlock layer: all filesystem access (writes_only: every change to the
+ * filesystem) is denied except beneath scratch_dir; without writes_only,
+ * on ABI >= 4 TCP bind/connect are denied too; on ABI >= 6 abstract UNIX
+ * sockets and signals outside the domain are. Already open descriptors
+ * (the IPC socket, stdio, scanned files) are unaffected. */
+static int landlock_confine(const char *scratch_dir, bool writes_only)
 {
 	struct ll_ruleset_attr ra = {0};
 	struct landlock_path_beneath_attr pb = {0};
@@ -366,7 +377,9 @@ static int landlock_confine(const char *scratch_dir)
 		return 0;
 	}
 	ra.handled_access_fs = landlock_fs_rights(abi);
-	if (abi >= 4) {
+	if (writes_only)
+		ra.handled_access_fs &= LL_FS_WRITES;
+	if (abi >= 4 && !writes_only) {
 		/* No rule follows: no TCP port may be bound or connected. */
 		ra.handled_access_net =
 			LANDLOCK_ACCESS_NET_BIND_TCP | LANDLOCK_ACCESS_NET_CONNECT_TCP;
@@ -680,8 +693,15 @@ int sandbox_enter_worker(const struct sandbox_worker_policy *p)
 	r = no_new_privs();
 	if (r < 0)
 		return r;
-	r = landlock_confine(p->scratch_dir);
+	r = landlock_confine(p->scratch_dir, false);
 	if (r < 0)
 		return r;
 	return seccomp_confine();
+}
+
+int sandbox_confine_writes(const char *dir)
+{
+	int r = no_new_privs();
+
+	return r ? r : landlock_confine(dir, true);
 }

@@ -56,6 +56,15 @@ int sandbox_drop_privileges(const struct sandbox_identity *id);
  * max_file_size should ignore SIGXFSZ so oversized writes fail with EFBIG. */
 int sandbox_enter_worker(const struct sandbox_worker_policy *p);
 
+/* sandbox_confine_writes: for a process that needs the network and reads
+ * what it likes but may change files only beneath dir (the updater): set
+ * PR_SET_NO_NEW_PRIVS, then a Landlock domain that denies every
+ * filesystem change (write, truncate, create, remove, rename) outside dir
+ * and, on ABI >= 6, signals and abstract sockets outside the domain.
+ * Irreversible; a kernel without Landlock is not an error (logged once).
+ * Returns 0 or -errno. */
+int sandbox_confine_writes(const char *dir);
+
 /* sandbox_landlock_abi: Landlock ABI version of the running kernel, or 0
  * when unavailable. */
 int sandbox_landlock_abi(void);

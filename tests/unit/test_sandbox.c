@@ -1098,6 +1098,57 @@ out_close_in:
 	return r;
 }
 
+/* sandbox_confine_writes (the updater): writes beneath the directory
+ * only; reading elsewhere and the network stay. Report: one int per
+ * probe, 0 or the errno. */
+static void child_confine_writes(const struct fixture *fx, const void *arg, int report_fd)
+{
+	char inside[192], outside[192];
+	int res[5], fd;
+
+	(void)arg;
+	snprintf(inside, sizeof(inside), "%s/new", fx->scratch);
+	snprintf(outside, sizeof(outside), "%s/outside", fx->dir);
+	if (sandbox_confine_writes(fx->scratch))
+		_exit(3);
+	fd = open(inside, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	res[0] = fd < 0 ? errno : 0;
+	if (fd >= 0)
+		close(fd);
+	fd = open(outside, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	res[1] = fd < 0 ? errno : 0;
+	if (fd >= 0)
+		close(fd);
+	res[2] = mkdir(outside, 0700) < 0 ? errno : 0;
+	fd = open("/etc/passwd", O_RDONLY | O_CLOEXEC);
+	res[3] = fd < 0 ? errno : 0;
+	if (fd >= 0)
+		close(fd);
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	res[4] = fd < 0 ? errno : 0;
+	if (fd >= 0)
+		close(fd);
+	if (write(report_fd, res, sizeof(res)) != (ssize_t)sizeof(res))
+		_exit(4);
+}
+
+static void test_confine_writes(void **state)
+{
+	struct fixture *fx = *state;
+	int res[5];
+	size_t got;
+
+	assert_exited_ok(run_child(child_confine_writes, fx, NULL, res, sizeof(res), &got));
+	assert_int_equal(got, sizeof(res));
+	assert_int_equal(res[0], 0);
+	if (fx->abi) {
+		assert_int_equal(res[1], EACCES);
+		assert_int_equal(res[2], EACCES);
+	}
+	assert_int_equal(res[3], 0);
+	assert_int_equal(res[4], 0);
+}
+
 static void test_clamav_scan_in_sandbox(void **state)
 {
 	struct fixture *fx = *state;
@@ -1197,6 +1248,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_confined_as_nobody, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_forbidden_calls_kill, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_enter_refusals, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_confine_writes, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_clamav_scan_in_sandbox, fx_setup, fx_teardown),
 	};
 
