@@ -16,7 +16,7 @@ DESTDIR ?=
 CC      ?= cc
 PYTHON  ?= /usr/bin/python3
 
-PKGS := libclamav libseccomp json-c libcrypto libarchive libmagic
+PKGS := libclamav libseccomp json-c libcrypto libarchive libmagic libcurl zlib
 
 WARN := -Wall -Wextra -Werror -Wshadow -Wformat=2 \
 	-Wstrict-prototypes -Wmissing-prototypes -Wpointer-arith -Wvla \
