@@ -314,7 +314,7 @@ int store_write_json_atomic(int dirfd, const char *name, struct json_object *obj
 /* Reads dirfd/path as a JSON object (at most JSON_FILE_MAX bytes) into
  * *out (caller puts it). Returns 0, -errno, or -EBADMSG when it is no JSON
  * object. */
-static int read_json_at(int dirfd, const char *path, struct json_object **out)
+int store_read_json_at(int dirfd, const char *path, struct json_object **out)
 {
 	struct stat st;
 	char *buf = NULL;
@@ -409,7 +409,7 @@ int store_read_fingerprint_in(int dirfd, const char *dir, const char *name, char
 
 	if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, name) >= sizeof(path))
 		return -ENAMETOOLONG;
-	r = read_json_at(dirfd, path, &m);
+	r = store_read_json_at(dirfd, path, &m);
 	if (r)
 		return r;
 	fp = json_str(m, "fingerprint");
@@ -1185,7 +1185,7 @@ struct json_object *defs_store_manifest(const struct defs_store *s, unsigned int
 		return NULL;
 	}
 	snprintf(path, sizeof(path), "gen-%06u/%s", gen, MANIFEST_NAME);
-	r = read_json_at(s->rootfd, path, &m);
+	r = store_read_json_at(s->rootfd, path, &m);
 	if (r) {
 		/* the generation exists: whatever keeps its manifest from
 		 * being read makes it unreadable */
@@ -1399,7 +1399,7 @@ static struct json_object *list_entry(const struct defs_store *s, unsigned int g
 	snprintf(path, sizeof(path), "gen-%06u/%s", gen, MANIFEST_NAME);
 	/* an unreadable manifest leaves its fields null: the listing is what
 	 * an operator reads to find out what is wrong */
-	read_json_at(s->rootfd, path, &m);
+	store_read_json_at(s->rootfd, path, &m);
 	if (m && json_object_object_get_ex(m, "files", &files) &&
 	    json_object_is_type(files, json_type_array)) {
 		nfiles = json_object_array_length(files);

@@ -35,6 +35,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 struct json_object;
@@ -186,6 +187,13 @@ int defs_store_quarantine_dir(struct defs_store *s, const char *path, const char
  * NULL). */
 bool defs_store_find_quarantined(const struct defs_store *s, const char *fingerprint, char *qpath,
 				 size_t qlen);
+
+/* defs_store_find_failed_db: whether a generation holding database db at
+ * this version was quarantined because its engine failed to load (stage
+ * "load": fault 7, bad definitions); the latest such quarantine's path
+ * goes to qpath[qlen] (may be NULL). */
+bool defs_store_find_failed_db(const struct defs_store *s, const char *db, uint32_t version,
+			       char *qpath, size_t qlen);
 
 /* defs_store_prune: delete the generations older than the newest keep,
  * except the current one (kept even when old). Each is first moved into

@@ -94,6 +94,11 @@ int store_jadd_str(struct json_object *obj, const char *key, const char *str);
 int store_jappend(struct json_object *arr, struct json_object *v);
 
 /* store_read_fingerprint_in: the "fingerprint" of JSON file dirfd/dir/name into hex. */
+/* store_read_json_at: the JSON object in the regular file path (relative
+ * to dirfd, no symlink followed, at most JSON_FILE_MAX bytes) into *out.
+ * Returns 0 or -errno (-EBADMSG: not a JSON object). */
+int store_read_json_at(int dirfd, const char *path, struct json_object **out);
+
 int store_read_fingerprint_in(int dirfd, const char *dir, const char *name, char *hex);
 
 /* store_src_list_free: frees l's entries and zeroes l. */

@@ -360,3 +360,53 @@ bool defs_store_find_quarantined(const struct defs_store *s, const char *fingerp
 		snprintf(qpath, qlen, "%s/%s/%s", s->root, QUARANTINE_DIR, best);
 	return true;
 }
+
+/* Whether the quarantined generation name (in qdirfd) was set aside when
+ * its engine failed to load ("load") and its manifest lists database db at
+ * version. */
+static bool failed_with(int qdirfd, const char *name, const char *db, uint32_t version)
+{
+	char path[NAME_MAX + 32];
+	struct json_object *rj = NULL, *m = NULL, *v, *dbs;
+	bool hit = false;
+
+	snprintf(path, sizeof(path), "%s/%s", name, REASON_NAME);
+	if (store_read_json_at(qdirfd, path, &rj) || !json_object_object_get_ex(rj, "stage", &v) ||
+	    strcmp(json_object_get_string(v), "load") != 0)
+		goto out;
+	snprintf(path, sizeof(path), "%s/%s", name, MANIFEST_NAME);
+	if (store_read_json_at(qdirfd, path, &m) ||
+	    !json_object_object_get_ex(m, "databases", &dbs))
+		goto out;
+	for (size_t i = 0; !hit && i < json_object_array_length(dbs); i++) {
+		struct json_object *d = json_object_array_get_idx(dbs, i), *n, *ver;
+
+		hit = json_object_object_get_ex(d, "name", &n) &&
+		      json_object_object_get_ex(d, "version", &ver) &&
+		      !strcmp(json_object_get_string(n), db) &&
+		      (uint32_t)json_object_get_int64(ver) == version;
+	}
+out:
+	json_object_put(rj);
+	json_object_put(m);
+	return hit;
+}
+
+bool defs_store_find_failed_db(const struct defs_store *s, const char *db, uint32_t version,
+			       char *qpath, size_t qlen)
+{
+	char best[NAME_MAX + 1] = "";
+	struct dirent *de;
+	DIR *d = store_open_dir_at(s->rootfd, QUARANTINE_DIR);
+
+	if (!d)
+		return false;
+	while ((de = readdir(d)))
+		if (de->d_name[0] != '.' && strcmp(de->d_name, best) > 0 &&
+		    failed_with(dirfd(d), de->d_name, db, version))
+			util_strlcpy(best, de->d_name, sizeof(best));
+	closedir(d);
+	if (best[0] && qpath && qlen)
+		snprintf(qpath, qlen, "%s/%s/%s", s->root, QUARANTINE_DIR, best);
+	return best[0] != '\0';
+}
