@@ -54,6 +54,9 @@ static void usage(FILE *f)
 		"  ping           check that the service answers\n"
 		"  version        libclamav and definitions version\n"
 		"  reload         reload the definitions (root or AdminGroup)\n"
+		"  update         check the mirrors now and install newer definitions;\n"
+		"                 per database: old -> new version, bytes, incremental\n"
+		"                 or whole, validation, time (root or AdminGroup)\n"
 		"  defs verify|install|list|history|rollback|build ...\n"
 		"                 the definitions: validate, install, roll back, build\n"
 		"                 your own (scanctl defs --help)\n"
@@ -550,7 +553,8 @@ const char *sc_jstr(struct json_object *o, const char *k)
 {
 	struct json_object *v;
 
-	return json_object_object_get_ex(o, k, &v) ? json_object_get_string(v) : "-";
+	/* a JSON null reads as "-" too */
+	return json_object_object_get_ex(o, k, &v) && v ? json_object_get_string(v) : "-";
 }
 
 long long sc_jint(struct json_object *o, const char *k)
@@ -611,6 +615,22 @@ static int cmd_status(const struct opts *o)
 		sc_print_kv("last load error", "%s", sc_jstr(st, "last_load_error"));
 	sc_print_kv("connections", "%lld", sc_jint(st, "connections"));
 	{
+		struct json_object *up_ = NULL;
+
+		if (json_object_object_get_ex(st, "update", &up_) &&
+		    json_object_get_boolean(json_object_object_get(up_, "enabled"))) {
+			sc_print_kv("last update", "%s: %s%s%s", sc_jstr(up_, "last_attempt"),
+				    sc_jstr(up_, "last_result"),
+				    strcmp(sc_jstr(up_, "last_reason"), "-") ? ": " : "",
+				    strcmp(sc_jstr(up_, "last_reason"), "-")
+					    ? sc_jstr(up_, "last_reason")
+					    : "");
+			sc_print_kv("next update check", "%s", sc_jstr(up_, "next_check"));
+		} else {
+			sc_print_kv("updates", "off (no DatabaseMirror or PrivateMirror)");
+		}
+	}
+	{
 		struct json_object *fa = NULL, *po = NULL;
 		char ids[128] = "";
 		size_t n = 0;
@@ -633,6 +653,57 @@ static int cmd_status(const struct opts *o)
 	}
 	json_object_put(st);
 	return 0;
+}
+
+/* One database of an update report, as a line. */
+static void print_update_db(struct json_object *d)
+{
+	const char *res = sc_jstr(d, "result"), *name = sc_jstr(d, "name");
+	double secs = (double)sc_jint(d, "ms") / 1000.0;
+
+	if (!strcmp(res, "updated"))
+		printf("%s: %lld -> %lld, %s (%lld cdiff%s), %lld bytes from %s, validation %s, "
+		       "%.2f s\n",
+		       name, sc_jint(d, "old_version"), sc_jint(d, "new_version"),
+		       json_object_get_boolean(json_object_object_get(d, "incremental"))
+			       ? "incremental"
+			       : "whole file",
+		       sc_jint(d, "cdiffs"), sc_jint(d, "cdiffs") == 1 ? "" : "s",
+		       sc_jint(d, "bytes"), sc_jstr(d, "mirror"), sc_jstr(d, "validation"), secs);
+	else if (!strcmp(res, "up to date"))
+		printf("%s: up to date (version %lld), %lld bytes from %s, %.2f s\n", name,
+		       sc_jint(d, "old_version"), sc_jint(d, "bytes"), sc_jstr(d, "mirror"), secs);
+	else
+		printf("%s: %s (%s): %s; next try in %lld s\n", name, res, sc_jstr(d, "failure"),
+		       sc_jstr(d, "reason"), sc_jint(d, "retry_in_s"));
+}
+
+static int cmd_update(const struct opts *o)
+{
+	char *reply = sc_request(o, "zUPDATE");
+	struct json_object *r, *dbs = NULL;
+	const char *res;
+	int rc;
+
+	if (ends_with(reply, " ERROR"))
+		sc_die(EXIT_FOUND, "%s", reply);
+	r = json_tokener_parse(reply);
+	if (!r || !json_object_is_type(r, json_type_object))
+		sc_die(EXIT_FOUND, "unexpected UPDATE reply: %.200s", reply);
+	free(reply);
+	res = sc_jstr(r, "result");
+	rc = !strcmp(res, "updated") || !strcmp(res, "up to date") ? 0 : EXIT_FOUND;
+	if (o->json) {
+		printf("%s\n", json_object_to_json_string_ext(r, JSON_C_TO_STRING_PRETTY));
+	} else {
+		if (json_object_object_get_ex(r, "databases", &dbs))
+			for (size_t i = 0; i < json_object_array_length(dbs); i++)
+				print_update_db(json_object_array_get_idx(dbs, i));
+		printf("update: %s, definitions generation %lld, next check %s\n", res,
+		       sc_jint(r, "generation"), sc_jstr(r, "next_check"));
+	}
+	json_object_put(r);
+	return rc;
 }
 
 static void print_time(const char *k, long long epoch)
@@ -788,6 +859,13 @@ static int run_shutdown(struct opts *o, int argc, char **argv)
 	return cmd_shutdown(o);
 }
 
+static int run_update(struct opts *o, int argc, char **argv)
+{
+	(void)argc;
+	(void)argv;
+	return cmd_update(o);
+}
+
 static int run_faults(struct opts *o, int argc, char **argv)
 {
 	return cmd_faults(o, argc, argv);
@@ -807,6 +885,7 @@ static const struct command {
 	{"defs", run_defs, true},      {"status", run_status, false},
 	{"ping", run_ping, false},     {"version", run_version, false},
 	{"reload", run_reload, false}, {"shutdown", run_shutdown, false},
+	{"update", run_update, false},
 };
 
 int main(int argc, char **argv)

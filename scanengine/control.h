@@ -30,6 +30,10 @@ struct control_hooks {
 	struct json_object *(*faults)(void *arg, bool history);
 	/* RESETPOISON: forget the poisoned files; returns how many. */
 	size_t (*reset_poison)(void *arg);
+	/* UPDATE: run an update cycle (or join the running one); done(ctx,
+	 * report) once it is over (report NULL: the service stops first).
+	 * Returns 0, or -errno and done is not called (-ENOENT: no mirror). */
+	int (*update)(void *arg, void (*done)(void *ctx, const char *report), void *ctx);
 };
 
 struct control;

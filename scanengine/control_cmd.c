@@ -647,6 +647,60 @@ size_t ctl_stream_feed(struct conn *c, const char *p, size_t len)
 	return used;
 }
 
+/* An UPDATE waiting for its cycle: the connection is found again by its
+ * id (it stays open while it has a reply pending). */
+struct update_wait {
+	struct control *ctl;
+	uint64_t conn_id;
+	unsigned int seq;
+	char term;
+};
+
+static void update_done(void *ctx, const char *json)
+{
+	struct update_wait *w = ctx;
+	struct conn *c = w->ctl->conns;
+
+	while (c && c->id != w->conn_id)
+		c = c->next;
+	if (c) {
+		if (json)
+			ctl_reply_long(c, w->seq, w->term, json);
+		else
+			ctl_reply(c, w->seq, w->term, "UPDATE: the service is stopping. ERROR");
+		c->pending--;
+		ctl_conn_dirty(c);
+	}
+	free(w);
+}
+
+static void cmd_update(struct conn *c, const struct command *cmd, const char *arg, unsigned int seq,
+		       char term)
+{
+	struct update_wait *w = malloc(sizeof(*w));
+	int r = -ENOSYS;
+
+	(void)arg;
+	if (!w) {
+		ctl_reply(c, seq, term, "%s: out of memory. ERROR", cmd->name);
+		return;
+	}
+	*w = (struct update_wait){c->ctl, c->id, seq, term};
+	c->pending++;
+	if (c->ctl->hooks.update)
+		r = c->ctl->hooks.update(c->ctl->hooks.arg, update_done, w);
+	if (r == 0)
+		return;
+	c->pending--;
+	free(w);
+	if (r == -ENOENT)
+		ctl_reply(c, seq, term,
+			  "%s: no mirror is configured (DatabaseMirror, PrivateMirror). ERROR",
+			  cmd->name);
+	else
+		ctl_reply(c, seq, term, "%s: %s. ERROR", cmd->name, strerror(-r));
+}
+
 /* In clamd's order: VERSIONCOMMANDS lists them as they stand here. */
 static const struct command commands[] = {
 	{"SCAN", CF_ARG | CF_SESSION | CF_UNPREFIXED | CF_STOP_FIRST, cmd_scan_path},
@@ -671,6 +725,7 @@ static const struct command commands[] = {
 	{"FAULTS", CF_ADMIN, cmd_faults},
 	{"FAULTHISTORY", CF_ADMIN, cmd_faults},
 	{"RESETPOISON", CF_ADMIN, cmd_reset_poison},
+	{"UPDATE", CF_ADMIN, cmd_update},
 	{0},
 };
 

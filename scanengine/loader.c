@@ -55,10 +55,12 @@ struct loader {
 	struct install_req req;
 	char **files; /* req.files, req.drop: owned here */
 	char **drop;
-	char pending_fp[24];	  /* DatabaseDirectory as the running validation saw it */
-	char reload_why[64];	  /* load the current generation once it is done */
-	uint64_t validate_at_ms;  /* a validation to start (after -EAGAIN), 0: none */
-	char start_failure[600];  /* why there is nothing to load at all */
+	char pending_fp[24];	    /* DatabaseDirectory as the running validation saw it */
+	char reload_why[64];	    /* load the current generation once it is done */
+	uint64_t validate_at_ms;    /* a validation to start (after -EAGAIN), 0: none */
+	char start_failure[600];    /* why there is nothing to load at all */
+	loader_import_cb import_cb; /* the running validation is a loader_import */
+	void *import_arg;
 	struct json_object *last; /* the last validation's outcome, for STATUS */
 };
 
@@ -243,12 +245,38 @@ static int add_name(char ***v, size_t *n, const char *name)
 /* The definitions files of DatabaseDirectory (full paths, with their
  * .sign files), and the database names among them. What is no
  * definitions file (freshclam.dat, a temporary file) is left alone. */
+/* Whether the active generation's database db came from the updater: it
+ * is kept up to date from the mirrors, and DatabaseDirectory's copy (often
+ * the one it started from) is not taken over it, which would be a
+ * downgrade. */
+static bool updated_db(struct json_object *manifest, const char *db)
+{
+	struct json_object *list;
+
+	if (!manifest || !json_object_object_get_ex(manifest, "databases", &list))
+		return false;
+	for (size_t i = 0; i < json_object_array_length(list); i++) {
+		struct json_object *d = json_object_array_get_idx(list, i), *n, *o;
+
+		if (json_object_object_get_ex(d, "name", &n) &&
+		    json_object_object_get_ex(d, "origin", &o) &&
+		    !strcmp(json_object_get_string(n), db) &&
+		    !strcmp(json_object_get_string(o), "update"))
+			return true;
+	}
+	return false;
+}
+
 static int list_source(const struct loader *l, char ***files, size_t *nfiles, char ***dbs,
 		       size_t *ndbs, char *err)
 {
+	struct json_object *active =
+		defs_store_current(l->store)
+			? defs_store_manifest(l->store, defs_store_current(l->store))
+			: NULL;
 	const char *dir = l->cfg->database_dir;
 	struct dirent **names = NULL;
-	int n, r = 0;
+	int n, r = 0, skipped = 0;
 
 	*files = *dbs = NULL;
 	*nfiles = *ndbs = 0;
@@ -268,7 +296,14 @@ static int list_source(const struct loader *l, char ***files, size_t *nfiles, ch
 			plain[len - 5] = '\0';
 		snprintf(path, sizeof(path), "%s/%s", dir, names[i]->d_name);
 		if (!r && names[i]->d_name[0] != '.' && stat(path, &st) == 0 &&
-		    S_ISREG(st.st_mode) && validate_db_name(plain, db, sizeof(db)) == 0) {
+		    S_ISREG(st.st_mode) && validate_db_name(plain, db, sizeof(db)) == 0 &&
+		    updated_db(active, db)) {
+			log_info("DatabaseDirectory: %s not taken: database %s is updated from the "
+				 "mirrors",
+				 names[i]->d_name, db);
+			skipped++;
+		} else if (!r && names[i]->d_name[0] != '.' && stat(path, &st) == 0 &&
+			   S_ISREG(st.st_mode) && validate_db_name(plain, db, sizeof(db)) == 0) {
 			r = add_name(files, nfiles, path);
 			if (!r && !strcmp(plain, names[i]->d_name))
 				r = add_name(dbs, ndbs, db);
@@ -279,6 +314,9 @@ static int list_source(const struct loader *l, char ***files, size_t *nfiles, ch
 		free(names[i]);
 	}
 	free(names);
+	json_object_put(active);
+	if (!r && !*ndbs && skipped)
+		return 0; /* all of it is kept up to date by the updater */
 	if (!r && !*ndbs) {
 		r = -ENOENT;
 		snprintf(err, 512,
@@ -381,6 +419,12 @@ static int sync_source(struct loader *l, char *err)
 	}
 	for (ndrop = 0; l->drop && l->drop[ndrop]; ndrop++)
 		;
+	if (!nfiles && !ndrop) {
+		/* everything there is updated from the mirrors instead */
+		util_strlcpy(l->source_fp, fp, sizeof(l->source_fp));
+		state_save(l);
+		return 0;
+	}
 	l->req = (struct install_req){
 		.cfg = l->cfg,
 		.id = l->id,
@@ -440,6 +484,23 @@ static uint64_t retry_delay_ms(const struct loader *l, unsigned int failures)
 	return SE_MIN(delay, RETRY_MAX_MS);
 }
 
+/* A loader_import is over: its caller is told; the engine loads what was
+ * activated. */
+static void import_outcome(struct loader *l, int r, struct install_outcome *out)
+{
+	loader_import_cb cb = l->import_cb;
+
+	l->import_cb = NULL;
+	if (r == 0 && out->gen) {
+		remember_outcome(l, "activated", NULL, out->gen);
+		l->start_failure[0] = '\0';
+		util_strlcpy(l->reload_why, "updated definitions", sizeof(l->reload_why));
+	} else if (r) {
+		remember_outcome(l, r == -EBADMSG ? "refused" : "error", out->reason, 0);
+	}
+	cb(l->import_arg, r, out);
+}
+
 /* The validation and its commit are over (r and out as install_finish
  * gives them): activate, or say why not. */
 static void validation_outcome(struct loader *l, int r, struct install_outcome *out_)
@@ -447,7 +508,9 @@ static void validation_outcome(struct loader *l, int r, struct install_outcome *
 	struct install_outcome out = *out_;
 
 	l->validating = false;
-	if (r == -EAGAIN) {
+	if (l->import_cb) {
+		import_outcome(l, r, &out);
+	} else if (r == -EAGAIN) {
 		/* a CLI install got in first: validate again over it */
 		log_warn("%s", out.reason);
 		l->validate_at_ms = util_now_ms() + 1000;
@@ -518,6 +581,61 @@ static void validation_outcome(struct loader *l, int r, struct install_outcome *
 		l->reload_why[0] = '\0';
 		load_current(l, why);
 	}
+}
+
+int loader_import(struct loader *l, const char *const *files, size_t nfiles, const char *origin,
+		  loader_import_cb done, void *arg, char *err)
+{
+	int r;
+
+	if (l->validating || l->validate_at_ms) {
+		snprintf(err, 512, "a definitions validation is running");
+		return -EBUSY;
+	}
+	free_list(l->files);
+	l->files = calloc(nfiles + 1, sizeof(*l->files));
+	for (size_t i = 0; l->files && i < nfiles; i++)
+		if (!(l->files[i] = strdup(files[i]))) {
+			free_list(l->files);
+			l->files = NULL;
+		}
+	if (!l->files) {
+		snprintf(err, 512, "out of memory");
+		return -ENOMEM;
+	}
+	l->req = (struct install_req){
+		.cfg = l->cfg,
+		.id = l->id,
+		.files = (const char *const *)l->files,
+		.nfiles = nfiles,
+		.copy_inputs = true,
+		.origin = origin,
+		.progress_fd = -1,
+		.actor = "scanengined",
+	};
+	r = install_start(l->store, &l->req, &l->job, err);
+	if (r) {
+		free_list(l->files);
+		l->files = NULL;
+		return r;
+	}
+	l->validating = true;
+	l->import_cb = done;
+	l->import_arg = arg;
+	log_info("validating %zu updated definitions file%s, validator pid %d", nfiles,
+		 nfiles == 1 ? "" : "s", (int)l->job.pid);
+	return 0;
+}
+
+bool loader_failed_before(const struct loader *l, const char *db, uint32_t version, char *qpath,
+			  size_t qlen)
+{
+	return defs_store_find_failed_db(l->store, db, version, qpath, qlen);
+}
+
+const char *loader_active_dir(const struct loader *l)
+{
+	return defs_store_current(l->store) ? defs_store_current_path(l->store) : NULL;
 }
 
 /* The validator is done: commit (import, activate, or quarantine) in a

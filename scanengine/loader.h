@@ -30,6 +30,10 @@
 #define SE_SCANENGINE_LOADER_H
 
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "defs/install.h"
 
 #include "common/config.h"
 #include "sandbox/sandbox.h"
@@ -69,6 +73,30 @@ void loader_reload(struct loader *l, const char *why);
 void loader_engine_ready(struct loader *l, const struct msg_engine_info *info);
 void loader_engine_failed(struct loader *l, enum load_failure cls, const char *why,
 			  const char *dir);
+
+/* loader_import: validate files (candidate definitions, each "<file>.sign"
+ * going along when it exists) over the active generation as DatabaseDirectory
+ * imports are, but with authenticity required (they do not come from the
+ * admin's own directory) and origin recorded in the manifest; in the
+ * background. When the validation and its commit are over, done(arg, r,
+ * out) is called with install_finish's r and outcome (0 with out->gen:
+ * activated, and the engine then loads it; -EBADMSG refused and
+ * quarantined; -EAGAIN the active set changed meanwhile; -ENOMEM not
+ * judged, ...). The files are copied first: the caller may remove them
+ * once done is called. Returns 0, -EBUSY while another validation runs,
+ * or -errno with err[512]. */
+typedef void (*loader_import_cb)(void *arg, int r, const struct install_outcome *out);
+int loader_import(struct loader *l, const char *const *files, size_t nfiles, const char *origin,
+		  loader_import_cb done, void *arg, char *err);
+
+/* loader_failed_before: whether a generation with database db at this
+ * version failed to load before (fault 7, bad definitions) and was
+ * quarantined for it; its path into qpath[qlen] (may be NULL). */
+bool loader_failed_before(const struct loader *l, const char *db, uint32_t version, char *qpath,
+			  size_t qlen);
+
+/* loader_active_dir: the active generation's directory, or NULL. */
+const char *loader_active_dir(const struct loader *l);
 
 /* loader_busy: a validation of DatabaseDirectory's files is running. */
 bool loader_busy(const struct loader *l);

@@ -5,6 +5,7 @@
 #include "scanengine/engine.h"
 #include "scanengine/supervisor.h"
 #include "scanengine/version.h"
+#include "updater/policy.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -175,6 +176,20 @@ int main(int argc, char **argv)
 	if (config_load(&cfg, path, err) < 0) {
 		fprintf(stderr, "scanengined: %s\n", err);
 		return 2;
+	}
+	{
+		/* the mirrors are checked with the rest of the configuration */
+		struct upd_mirrors m;
+		char merr[256];
+		int r = upd_mirrors_build((const char *const *)cfg.private_mirror.items,
+					  (const char *const *)cfg.database_mirror.items, &m, merr);
+
+		if (r && r != -ENOENT) {
+			fprintf(stderr, "scanengined: %s: %s\n",
+				path ? path : "(built-in defaults)", merr);
+			config_free(&cfg);
+			return 2;
+		}
 	}
 	if (check) {
 		printf("%s: OK\n", path ? path : "(built-in defaults)");

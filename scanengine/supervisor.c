@@ -10,6 +10,7 @@
 #include "scanengine/faults.h"
 #include "scanengine/health.h"
 #include "scanengine/loader.h"
+#include "scanengine/updates.h"
 #include "scanengine/pool.h"
 #include "scanengine/version.h"
 
@@ -41,6 +42,7 @@ struct supervisor {
 	struct control *ctl;
 	struct faults *faults;
 	struct loader *loader;
+	struct updates *updates;
 	struct memlimit *mem;
 	bool engine_user_valid; /* the identity the running engine was started with */
 	int sigfd;
@@ -308,6 +310,13 @@ static struct json_object *hook_faults(void *arg, bool history)
 	return history ? faults_history_json(s->faults, 200) : faults_active_json(s->faults);
 }
 
+static int hook_update(void *arg, void (*done)(void *ctx, const char *report), void *ctx)
+{
+	struct supervisor *s = arg;
+
+	return s->updates ? updates_run_now(s->updates, done, ctx) : -ENOENT;
+}
+
 static size_t hook_reset_poison(void *arg)
 {
 	struct supervisor *s = arg;
@@ -389,6 +398,8 @@ static void hook_status(void *arg, struct json_object *o)
 				       json_object_new_string(memlimit_path(s->mem)));
 	}
 	loader_status(s->loader, o);
+	if (s->updates)
+		updates_status(s->updates, o);
 	pool_status(s->pool, o);
 }
 
@@ -462,6 +473,7 @@ static void tick(struct supervisor *s)
 		notify_send("WATCHDOG=1");
 	}
 	loader_tick(s->loader);
+	updates_tick(s->updates);
 	/* Nothing to load at all (the only definitions were refused): up,
 	 * degraded, saying why (fault 7). */
 	if (!s->started && !pool_loading(s->pool) && !loader_busy(s->loader) &&
@@ -529,7 +541,8 @@ int supervisor_run(struct config *cfg, int ready_fd)
 				   .shutdown = hook_shutdown,
 				   .status = hook_status,
 				   .faults = hook_faults,
-				   .reset_poison = hook_reset_poison};
+				   .reset_poison = hook_reset_poison,
+				   .update = hook_update};
 	struct faults_options fo = {0};
 	char state_file[4200];
 	char err[512];
@@ -592,6 +605,11 @@ int supervisor_run(struct config *cfg, int ready_fd)
 		goto out;
 	}
 	loader_set_memlimit(s.loader, s.mem);
+	s.updates = updates_new(cfg, &s.id, s.loader, s.pool, s.faults, err);
+	if (!s.updates) {
+		start_fail(&s, "%s", err);
+		goto out;
+	}
 	health_check(cfg, &s.id, s.faults);
 	s.engine_user_valid = s.id.valid;
 	s.last_health_ms = util_now_ms();
@@ -623,6 +641,7 @@ out:
 	}
 	if (s.pool)
 		pool_shutdown(s.pool);
+	updates_free(s.updates);
 	if (s.ctl)
 		control_close(s.ctl);
 	control_free(s.ctl);
