@@ -306,7 +306,7 @@ static void take_db_report(struct updates *u, const char *text)
 
 			if (!res || !strcmp(res, "skipped"))
 				continue;
-			mirror_outcome(u, (int)jint(a, "mirror"), !strcmp(res, "ok"),
+			mirror_outcome(u, (int)jint(a, "index"), !strcmp(res, "ok"),
 				       failure_kind(jstr(a, "failure")),
 				       (uint64_t)jint(a, "retry_after_s"));
 		}

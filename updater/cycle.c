@@ -71,8 +71,8 @@ static void attempt(struct dbrun *d, size_t m, const char *result, const struct 
 {
 	struct json_object *a = json_object_new_object();
 
-	json_object_object_add(a, "mirror", json_object_new_int((int)m));
-	json_object_object_add(a, "url", json_object_new_string(d->req->mirrors->v[m].url));
+	json_object_object_add(a, "mirror", json_object_new_string(d->req->mirrors->v[m].url));
+	json_object_object_add(a, "index", json_object_new_int((int)m));
 	json_object_object_add(a, "result", json_object_new_string(result));
 	if (strcmp(result, "ok") != 0) {
 		json_object_object_add(a, "failure",

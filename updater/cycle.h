@@ -61,8 +61,8 @@ struct upd_cycle_req {
  *   it, header requests and failed tries included), ms, file and sign (the
  *   fetched files in work_dir, when fetched; sign may be null), failure
  *   (policy's name of the kind) and reason (one line), and attempts: per
- *   mirror asked, {mirror (index), url, result ("ok", "failed",
- *   "skipped"), failure, reason, retry_after_s}.
+ *   mirror asked, {mirror (its URL), index (in mirrors), result ("ok",
+ *   "failed", "skipped"), failure, reason, retry_after_s}.
  * Returns 0, or -errno when the results could not be sent. */
 int upd_cycle_run(const struct upd_cycle_req *req, int sock);
 

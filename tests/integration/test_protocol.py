@@ -34,7 +34,7 @@ FRAMES = ((b"z", b"\0"), (b"n", b"\n"), (b"", b"\n"))  # prefix, reply terminato
 CLAMD_COMMANDS = (b"SCAN QUIT RELOAD PING CONTSCAN VERSIONCOMMANDS VERSION END SHUTDOWN "
                   b"MULTISCAN FILDES STATS IDSESSION INSTREAM DETSTATSCLEAR DETSTATS ALLMATCHSCAN")
 # scanengine admin extensions, listed after clamd's own
-EXTENSIONS = b" STATUS FAULTS FAULTHISTORY RESETPOISON"
+EXTENSIONS = b" STATUS FAULTS FAULTHISTORY RESETPOISON UPDATE"
 STATS_RE = re.compile(
     rb"POOLS: 1\n\nSTATE: VALID PRIMARY\n"
     rb"THREADS: live (\d+)  idle (\d+) max (\d+) idle-timeout (\d+)\n"
