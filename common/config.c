@@ -524,12 +524,15 @@ static int list_append(struct config_list *l, const char *v)
 	copy = strdup(v);
 	if (!copy)
 		return -ENOMEM;
-	items = realloc(l->items, (l->n + 1) * sizeof(*items));
+	/* one more: items stays NULL-terminated for the consumers that
+	 * take a plain string vector */
+	items = realloc(l->items, (l->n + 2) * sizeof(*items));
 	if (!items) {
 		free(copy);
 		return -ENOMEM;
 	}
 	items[l->n++] = copy;
+	items[l->n] = NULL;
 	l->items = items;
 	return 0;
 }

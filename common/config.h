@@ -19,7 +19,7 @@
 #define CONFIG_LINE_MAX	    4096 /* longest accepted line, without its "\n" */
 
 struct config_list {
-	char **items;
+	char **items; /* n strings, then NULL (items itself NULL when n is 0) */
 	size_t n;
 };
 

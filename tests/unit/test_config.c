@@ -783,6 +783,7 @@ static void test_update_keys(void **state)
 	assert_string_equal(c.database_mirror.items[1], "file:///srv/mirror");
 	assert_int_equal(c.database_name.n, 2);
 	assert_string_equal(c.database_name.items[1], "test");
+	assert_null(c.database_name.items[2]); /* a string vector for upd_mirrors_build */
 	assert_int_equal(c.checks, 0);
 	assert_int_equal(c.receive_timeout, 0);
 	assert_string_equal(c.proxy_server, "proxy.example");
