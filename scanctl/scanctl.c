@@ -673,6 +673,8 @@ static void print_update_db(struct json_object *d)
 	else if (!strcmp(res, "up to date"))
 		printf("%s: up to date (version %lld), %lld bytes from %s, %.2f s\n", name,
 		       sc_jint(d, "old_version"), sc_jint(d, "bytes"), sc_jstr(d, "mirror"), secs);
+	else if (!strcmp(res, "skipped"))
+		printf("%s: skipped: %s\n", name, sc_jstr(d, "reason"));
 	else
 		printf("%s: %s (%s): %s; next try in %lld s\n", name, res, sc_jstr(d, "failure"),
 		       sc_jstr(d, "reason"), sc_jint(d, "retry_in_s"));

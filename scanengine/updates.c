@@ -362,6 +362,8 @@ static void finish(struct updates *u)
 
 		json_object_object_del(d, "file");
 		json_object_object_del(d, "sign");
+		if (!json_object_object_get_ex(d, "validation", NULL))
+			json_object_object_add(d, "validation", NULL); /* not reached */
 		if (!json_object_object_get_ex(d, "new_version", NULL))
 			json_object_object_add(d, "new_version",
 					       json_object_new_int64(jint(d, "old_version")));
@@ -373,8 +375,11 @@ static void finish(struct updates *u)
 					       (long long)jint(d, "new_version"));
 		} else if (strcmp(res, "up to date") != 0) {
 			failed++;
-			json_object_object_add(d, "retry_in_s",
-					       json_object_new_int64((int64_t)retry_in_s(u)));
+			/* a skipped version is never taken: no retry to announce */
+			if (!strcmp(res, "failed"))
+				json_object_object_add(
+					d, "retry_in_s",
+					json_object_new_int64((int64_t)retry_in_s(u)));
 			ml += (size_t)snprintf(msg + ml, sizeof(msg) - SE_MIN(ml, sizeof(msg)),
 					       "%s%s: %s", ml ? "; " : "", name,
 					       jstr(d, "reason") ?: res);

@@ -204,6 +204,12 @@ static int http_try(CURL *c, const char *url, struct sink *k, struct fetch_resul
 		r->kind = UPD_FAIL_RATE_LIMIT;
 		return fail(err, -EBUSY, url, "rate limited (429)");
 	}
+	if (st == 407) {
+		r->kind = UPD_FAIL_NETWORK;
+		return fail(err, -EACCES, url,
+			    "proxy authentication required (407): check HTTPProxyUsername and "
+			    "HTTPProxyPassword");
+	}
 	if (st == 403) {
 		r->kind = UPD_FAIL_FORBIDDEN;
 		return fail(err, -EACCES, url, "forbidden (403)");

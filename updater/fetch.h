@@ -45,7 +45,8 @@ struct fetch_result {
  *   -ENOENT     404 or 410, or no such file:// file (kind bad data: the
  *               mirror lacks what it should have)
  *   -EBUSY      429 (rate limited; r->retry_after_s)
- *   -EACCES     403 (forbidden)
+ *   -EACCES     403 (forbidden); or 407 from the proxy (network: a
+ *               configuration problem, not the mirror's)
  *   -ETIMEDOUT  no connection or no progress within the timeouts (network)
  *   -ECONNREFUSED, -EHOSTUNREACH, -EIO  the mirror cannot be reached or
  *               the transfer broke off (network); a 5xx is -EIO too

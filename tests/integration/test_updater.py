@@ -167,6 +167,7 @@ class KnownBadVersionTest(UpdateTestCase):
         self.assertEqual(db["mirror_version"], 6, db)
         self.assertIn("version 6 made the engine fail to load before", db["reason"])
         self.assertIn(q[0]["quarantine"], db["reason"])
+        self.assertNotIn("retry_in_s", db)  # never taken: no retry announced
         self.assertEqual(self.active(), before)
         self.assertEqual(self.version(), 5)
         ev = self.d.events("update_skipped")
