@@ -187,6 +187,9 @@ static void updater_main(struct updates *u, int sock)
 				.proxy_password = u->cfg->proxy_password,
 			},
 		.scripted_updates = u->cfg->scripted_updates,
+		.certs_dir = u->cfg->certs_dir,
+		.require_sign = u->cfg->require_sign,
+		.tmp_dir = u->work,
 	};
 
 	util_reset_signals();

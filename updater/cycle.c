@@ -13,6 +13,8 @@
 #include "common/ipc.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "scanengine/engine.h"
+#include "defs/auth.h"
 #include "defs/cvd.h"
 #include "defs/unpack.h"
 #include "updater/cdiff.h"
@@ -33,6 +35,7 @@ struct dbrun {
 	int mirror;	    /* index of the mirror used, -1 */
 	bool incremental;
 	unsigned int cdiffs;
+	unsigned int cdiff_signed; /* patches whose .sign verified */
 	char file[PATH_MAX], sign[PATH_MAX];
 	enum upd_failure failure;
 	char reason[REASON_LEN];
@@ -127,6 +130,52 @@ static int read_header(const char *file, struct cvd_header *h, char *err, size_t
 	return r;
 }
 
+/* The .sign of the patch in file (leaf on the mirror), when the mirror
+ * has one: fetched and checked. Returns 0 (verified, or none and none is
+ * required), -ENOENT with err (none, and RequireSignFile: try the whole
+ * file), or -ECONNABORTED after recording the mirror's failure (a .sign
+ * that does not verify: bad data; or the fetch failed). */
+static int patch_sign(struct dbrun *d, size_t m, const char *leaf, const char *file, char *err,
+		      size_t errlen)
+{
+	struct auth_policy pol = {
+		.certs_dir = d->req->certs_dir,
+		.require_sign = true,
+		.flevel = engine_flevel(),
+		.tmp_dir = d->req->tmp_dir,
+	};
+	char sleaf[160], sfile[PATH_MAX + 8], e[FETCH_ERR_LEN], ae[AUTH_ERR_LEN];
+	struct fetch_result fr;
+	int r;
+
+	snprintf(sleaf, sizeof(sleaf), "%s.sign", leaf);
+	snprintf(sfile, sizeof(sfile), "%s.sign", file);
+	r = get(d, m, sleaf, sfile, false, &fr, e);
+	if (r == -ENOENT) {
+		unlink(sfile);
+		if (!d->req->require_sign)
+			return 0;
+		snprintf(err, errlen, "%s has no .sign and RequireSignFile is on", leaf);
+		return -ENOENT;
+	}
+	if (r) {
+		attempt(d, m, "failed", &fr, fr.kind, e);
+		return -ECONNABORTED;
+	}
+	r = auth_check(file, sfile, &pol, NULL, ae);
+	unlink(sfile);
+	if (r) {
+		char why[REASON_LEN];
+
+		snprintf(why, sizeof(why), "%.300s/%.100s: %.250s", d->req->mirrors->v[m].url, leaf,
+			 ae);
+		attempt(d, m, "failed", NULL, UPD_FAIL_BAD_DATA, why);
+		return -ECONNABORTED;
+	}
+	d->cdiff_signed++;
+	return 0;
+}
+
 /* Apply the patches local+1 .. remote to a copy of the active database and
  * write <work>/<db>.cld. Returns 0, -ENOENT when the mirror lacks a patch
  * (fall back to the whole file), another -errno with err for a failure
@@ -162,6 +211,9 @@ static int incremental(struct dbrun *d, size_t m, char *err, size_t errlen)
 			r = -ECONNABORTED;
 			goto out;
 		}
+		r = patch_sign(d, m, leaf, file, err, errlen);
+		if (r)
+			goto out;
 	}
 	fd = open(d->local_path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
@@ -217,8 +269,10 @@ out:
 	util_close(&fd);
 	util_close(&dfd);
 	util_rm_rf(dir);
-	if (r)
+	if (r) {
 		d->cdiffs = 0;
+		d->cdiff_signed = 0;
+	}
 	return r;
 }
 
@@ -339,6 +393,7 @@ static struct json_object *db_json(const struct dbrun *d, uint64_t ms)
 				       : NULL);
 	json_object_object_add(o, "incremental", json_object_new_boolean(d->incremental));
 	json_object_object_add(o, "cdiffs", json_object_new_int((int)d->cdiffs));
+	json_object_object_add(o, "cdiff_signatures", json_object_new_int((int)d->cdiff_signed));
 	json_object_object_add(o, "bytes", json_object_new_int64((int64_t)d->bytes));
 	json_object_object_add(o, "ms", json_object_new_int64((int64_t)ms));
 	if (!strcmp(d->result, "fetched")) {

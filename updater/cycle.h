@@ -11,7 +11,10 @@
  *   3. newer: the .cdiff patches <db>-<local+1>.cdiff .. <db>-<remote>.cdiff
  *      applied to a private copy of the active database and written as a
  *      .cld (cdiff.h), when the host has the database, ScriptedUpdates is
- *      on and every patch is there and applies; otherwise the whole
+ *      on and every patch is there and applies (and each patch's .sign,
+ *      where the mirror has one, verifies: one that does not rules the
+ *      mirror out as serving bad data; with RequireSignFile a patch
+ *      without .sign is not used); otherwise the whole
  *      <db>.cvd and, when the mirror has it, <db>-<remote>.cvd.sign. What
  *      comes must be the advertised version (a mirror that serves an older
  *      one than it announced is out of sync: stale).
@@ -51,13 +54,19 @@ struct upd_cycle_req {
 	const char *work_dir;	/* empty, private, writable */
 	struct fetch_opts fetch;
 	bool scripted_updates; /* ScriptedUpdates */
+	/* a patch's .sign, when the mirror has one, is checked here, so that
+	 * a tampered patch is put down to its mirror at once */
+	const char *certs_dir; /* CertsDirectory */
+	bool require_sign;     /* RequireSignFile: a patch without .sign is not taken */
+	const char *tmp_dir;   /* for the checks' private files (work_dir) */
 };
 
 /* upd_cycle_run: run the cycle for every name and send the results over
  * sock. A database's JSON object:
  *   name, result ("fetched", "up to date", "failed"), old_version (0: the
  *   host has none), mirror_version (null: no mirror answered), mirror (the
- *   one used, or null), incremental, cdiffs, bytes (everything fetched for
+ *   one used, or null), incremental, cdiffs, cdiff_signatures (the patches
+ *   whose .sign verified), bytes (everything fetched for
  *   it, header requests and failed tries included), ms, file and sign (the
  *   fetched files in work_dir, when fetched; sign may be null), failure
  *   (policy's name of the kind) and reason (one line), and attempts: per

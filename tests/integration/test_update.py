@@ -577,9 +577,11 @@ class ProxyTest(UpdateTestCase):
                          ("updated", 6, True), db)
         via = [(r.path, r.status) for r in proxy.requests()]
         self.assertEqual(via, [(origin.url + "/test.cvd", 206),
-                               (origin.url + "/test-6.cdiff", 200)], proxy.requests())
+                               (origin.url + "/test-6.cdiff", 200),
+                               (origin.url + "/test-6.cdiff.sign", 200)], proxy.requests())
         self.assertEqual([(r.path, r.status) for r in origin.requests()],
-                         [("/test.cvd", 206), ("/test-6.cdiff", 200)])
+                         [("/test.cvd", 206), ("/test-6.cdiff", 200),
+                          ("/test-6.cdiff.sign", 200)])
         self.assertEqual(self.version(), 6)
 
 

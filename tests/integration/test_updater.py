@@ -14,7 +14,7 @@ import subprocess
 import threading
 import time
 
-from harness import SCANENGINED, SLOW, Daemon
+from harness import SCANENGINED, SHARED, SLOW, Daemon, make_defs, tmpdir
 from mirror import Mirror
 from test_update import StallingMirror, UpdateTestCase
 
@@ -210,3 +210,109 @@ class ScheduleTest(UpdateTestCase):
                            capture_output=True, text=True, timeout=30)
         self.assertEqual(r.returncode, 2, r)
         self.assertIn("mirror 'ftp://mirror.example': scheme not supported", r.stderr)
+
+
+class PatchSignTest(UpdateTestCase):
+    """The .sign of each patch, where the mirror has one."""
+
+    def setUp(self):
+        super().setUp()
+        self.m = Mirror().start()
+        self.addCleanup(self.m.stop)
+
+    def test_patches_with_sign_files_are_checked(self):
+        self.m.serve(6, cdiffs=range(2, 7))
+        self.start([self.m.url], host_version=1)
+        mark = self.m.mark()
+        out, db = self.update(want_rc=0)
+        self.assertEqual((db["incremental"], db["cdiff_signatures"]), (True, 5), db)
+        got = sorted(r.path for r in self.m.requests(mark) if r.path.endswith(".cdiff.sign"))
+        self.assertEqual(got, ["/test-%d.cdiff.sign" % n for n in range(2, 7)])
+
+    def test_patch_sign_that_does_not_verify(self):
+        self.m.serve(6, cdiffs=range(2, 7))
+        # test-3's signature served as test-4's: the patch is not what was signed
+        self.m.put("test-4.cdiff.sign", os.path.join(SHARED, "test-3.cdiff.sign"))
+        self.start([self.m.url], host_version=1)
+        before = self.active()
+        out, db = self.update(want_rc=1)
+        self.assertEqual((db["result"], db["failure"]), ("failed", "bad data"), db)
+        self.assertRegex(db["reason"], r"test-4\.cdiff: authenticity: .*does not verify")
+        self.assertEqual(self.active(), before)
+        self.assertEqual(self.version(), 1)
+        self.assert_retry(db, 60)
+        self.assert_scanning()
+
+    def test_require_sign_file_takes_the_whole_signed_file(self):
+        self.m.serve(6, cdiffs=range(4, 7), sign=False)
+        self.m.put("test-6.cvd.sign", os.path.join(SHARED, "test-6.cvd.sign"))
+        # every file must have a .sign: the host starts from test-3 and its .sign
+        defs = make_defs(os.path.join(tmpdir(), "defs"),
+                         [os.path.join(SHARED, f) for f in ("test-3.cvd", "test-3.cvd.sign")],
+                         ndb_eicar=False)
+        self.d = Daemon(conf={"DatabaseMirror": self.m.url, "DatabaseName": "test",
+                              "Checks": "0", "CertsDirectory": self.certs,
+                              "RequireSignFile": "yes"}, defs_dir=defs).start()
+        self.d.wait_for(lambda: self.version() == 3, timeout=60 * SLOW, what="test version 3")
+        out, db = self.update(want_rc=0)
+        self.assertEqual((db["result"], db["new_version"], db["incremental"]),
+                         ("updated", 6, False), db)
+        path, entry = self.installed_file()
+        self.assertEqual(entry["authentication"], "sign", entry)
+
+
+class FileMirrorTest(UpdateTestCase):
+    """A file:// mirror (a share), and DatabaseDirectory beside the updater."""
+
+    def test_file_mirror_by_patches(self):
+        share = tmpdir()
+        os.chmod(share, 0o755)
+        shutil.copy(os.path.join(SHARED, "test-6.cvd"), os.path.join(share, "test.cvd"))
+        for n in range(2, 7):
+            for suffix in (".cdiff", ".cdiff.sign"):
+                shutil.copy(os.path.join(SHARED, "test-%d%s" % (n, suffix)), share)
+        for f in os.listdir(share):
+            os.chmod(os.path.join(share, f), 0o644)
+        self.start(["file://" + share], host_version=2)
+        out, db = self.update(want_rc=0)
+        self.assertEqual((db["result"], db["old_version"], db["new_version"]),
+                         ("updated", 2, 6), db)
+        self.assertEqual((db["incremental"], db["cdiffs"], db["mirror"]),
+                         (True, 4, "file://" + share), db)
+        self.assertEqual(self.version(), 6)
+        out, db = self.update(want_rc=0)
+        self.assertEqual(db["result"], "up to date", db)
+        self.assertEqual(db["bytes"], 512, db)
+
+    def test_database_directory_copy_is_not_taken_over_the_update(self):
+        share = tmpdir()
+        os.chmod(share, 0o755)
+        shutil.copy(os.path.join(SHARED, "test-6.cvd"), os.path.join(share, "test.cvd"))
+        os.chmod(os.path.join(share, "test.cvd"), 0o644)
+        self.start(["file://" + share])
+        # the host's test database came from DatabaseDirectory (version 1)
+        shutil.copy(os.path.join(SHARED, "test-1.cvd"), self.d.defs)
+        os.chmod(os.path.join(self.d.defs, "test-1.cvd"), 0o644)
+        self.d.command(b"zRELOAD\0")
+        self.d.wait_for(lambda: self.version() == 1, timeout=30 * SLOW, what="test version 1")
+        out, db = self.update(want_rc=0)
+        self.assertEqual(db["new_version"], 6, db)
+        # DatabaseDirectory changes again: its other files are taken, its
+        # old copy of the updated database is not (that would be a downgrade)
+        with open(os.path.join(self.d.defs, "local.ndb"), "w") as fh:
+            fh.write("Local.Test.Sig:0:*:6c6f63616c2d746573742d7369676e6174757265\n")
+        os.chmod(os.path.join(self.d.defs, "local.ndb"), 0o644)
+        gen = self.d.status()["definitions_generation"]
+        self.d.command(b"zRELOAD\0")
+        self.d.wait_for(lambda: self.d.status()["engine_generation"] > gen,
+                        timeout=30 * SLOW, what="the new DatabaseDirectory set loaded")
+        self.assertEqual(self.version(), 6)
+        names = [db["name"] for db in self.d.status()["definitions_databases"]]
+        self.assertIn("local.ndb", names)
+        self.assertEqual(self.d.events("definitions_refused"), [])
+        self.assertIn("test-1.cvd not taken: database test is updated from the mirrors",
+                      self.d.read_log())
+        sample = os.path.join(self.samples, "local.txt")
+        with open(sample, "w") as fh:
+            fh.write("local-test-signature")
+        self.assertEqual(self.scan(sample), sample.encode() + b": Local.Test.Sig.UNOFFICIAL FOUND\0")
