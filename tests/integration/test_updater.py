@@ -316,3 +316,103 @@ class FileMirrorTest(UpdateTestCase):
         with open(sample, "w") as fh:
             fh.write("local-test-signature")
         self.assertEqual(self.scan(sample), sample.encode() + b": Local.Test.Sig.UNOFFICIAL FOUND\0")
+
+
+class SplitMirror:
+    """A mirror out of sync: the header probe (a Range request) gets the
+    header of one version, the download of the whole file another."""
+
+    def __init__(self, announced, served):
+        import http.server
+
+        with open(os.path.join(SHARED, "test-%d.cvd" % announced), "rb") as fh:
+            head = fh.read(512)
+        with open(os.path.join(SHARED, "test-%d.cvd" % served), "rb") as fh:
+            body = fh.read()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                if self.path != "/test.cvd":
+                    self.send_error(404)
+                    return
+                data = head if self.headers.get("Range") else body
+                self.send_response(206 if self.headers.get("Range") else 200)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.url = "http://127.0.0.1:%d" % self.server.server_address[1]
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class StaleMirrorTest(UpdateTestCase):
+    """A mirror behind the host, or behind its own announcement: never a
+    downgrade; reported, and asked again later."""
+
+    def test_mirror_behind_the_host(self):
+        m = Mirror().start()
+        self.addCleanup(m.stop)
+        m.serve(4)
+        self.start([m.url], host_version=5)
+        before = self.active()
+        mark = m.mark()
+        out, db = self.update(want_rc=1)
+        self.assertEqual((db["result"], db["failure"], db["mirror_version"]),
+                         ("failed", "stale mirror", 4), db)
+        self.assertIn("never a downgrade", db["reason"])
+        self.assert_retry(db, 60)
+        # only the header was asked for
+        self.assertEqual([(r.path, r.status) for r in m.requests(mark)], [("/test.cvd", 206)])
+        self.assertEqual(self.active(), before)
+        self.assertEqual(self.version(), 5)
+        self.assert_scanning()
+
+    def test_mirror_serving_less_than_it_announced(self):
+        split = SplitMirror(announced=6, served=4)
+        self.addCleanup(split.stop)
+        self.start([split.url], host_version=5, ScriptedUpdates="no")
+        before = self.active()
+        out, db = self.update(want_rc=1)
+        self.assertEqual((db["result"], db["failure"]), ("failed", "stale mirror"), db)
+        self.assertIn("out of sync: it announced version 6 and served 4", db["reason"])
+        self.assertEqual(self.active(), before)
+        self.assertEqual(self.version(), 5)
+        self.assert_scanning()
+
+    def test_stale_first_mirror_then_a_current_one(self):
+        old, new = Mirror().start(), Mirror().start()
+        self.addCleanup(old.stop)
+        self.addCleanup(new.stop)
+        old.serve(4)
+        new.serve(6)
+        self.start([old.url, new.url], host_version=5)
+        out, db = self.update(want_rc=0)
+        self.assertEqual((db["result"], db["new_version"], db["mirror"]),
+                         ("updated", 6, new.url), db)
+        self.assertEqual([(a["mirror"], a["result"]) for a in db["attempts"]],
+                         [(old.url, "failed"), (new.url, "ok")], db)
+
+
+class ForbiddenTest(UpdateTestCase):
+    def test_403_cools_down_for_a_day(self):
+        m = Mirror(extra="location / {\n    return 403;\n}").start()
+        self.addCleanup(m.stop)
+        m.serve(6)
+        self.start([m.url], host_version=5)
+        out, db = self.update(want_rc=1)
+        self.assertEqual((db["result"], db["failure"]), ("failed", "forbidden (403)"), db)
+        self.assertGreater(db["retry_in_s"], 86400 - 60, db)
+        self.assertLessEqual(db["retry_in_s"], 86400, db)
+        mark = m.mark()
+        out, db = self.update(want_rc=1)
+        self.assertEqual(m.requests(mark), [])  # not asked during the cool-down
+        self.assertIn("cool-down", db["reason"])
