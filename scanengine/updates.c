@@ -546,6 +546,29 @@ static void start_install(struct updates *u)
 	u->state = U_INSTALLING;
 }
 
+/* The updater failed (why): the databases it did not report on failed
+ * with it, and the next cycle backs off. */
+static void updater_failed(struct updates *u, const char *why)
+{
+	for (size_t i = 0; u->names[i]; i++) {
+		bool seen = false;
+
+		for (size_t j = 0; j < json_object_array_length(u->dbs); j++)
+			seen |= !strcmp(jstr(json_object_array_get_idx(u->dbs, j), "name"),
+					u->names[i]);
+		if (!seen) {
+			struct json_object *d = json_object_new_object();
+
+			set_str(d, "name", u->names[i]);
+			json_object_object_add(d, "old_version", json_object_new_int(0));
+			db_failed(d, "updater", why);
+			json_object_array_add(u->dbs, d);
+		}
+	}
+	log_error("update: %s", why);
+	upd_backoff_fail(&u->cycle_backoff, UPD_FAIL_NETWORK, util_now_ms(), 0, &u->seed);
+}
+
 /* The updater is gone (status st, or -1: killed for its time). */
 static void updater_gone(struct updates *u, int st)
 {
@@ -563,24 +586,7 @@ static void updater_gone(struct updates *u, int st)
 		snprintf(why, sizeof(why), "the updater exited with status %d before reporting",
 			 WEXITSTATUS(st));
 	if (why[0]) {
-		/* the databases it did not report on failed with it */
-		for (size_t i = 0; u->names[i]; i++) {
-			bool seen = false;
-
-			for (size_t j = 0; j < json_object_array_length(u->dbs); j++)
-				seen |= !strcmp(jstr(json_object_array_get_idx(u->dbs, j), "name"),
-						u->names[i]);
-			if (!seen) {
-				struct json_object *d = json_object_new_object();
-
-				set_str(d, "name", u->names[i]);
-				json_object_object_add(d, "old_version", json_object_new_int(0));
-				db_failed(d, "updater", why);
-				json_object_array_add(u->dbs, d);
-			}
-		}
-		log_error("update: %s", why);
-		upd_backoff_fail(&u->cycle_backoff, UPD_FAIL_NETWORK, util_now_ms(), 0, &u->seed);
+		updater_failed(u, why);
 	} else {
 		upd_backoff_ok(&u->cycle_backoff);
 	}
@@ -620,16 +626,10 @@ static int start_cycle(struct updates *u, bool manual)
 	u->deadline_ms = u->started_ms + UPDATER_TIMEOUT_S * 1000ULL;
 	r = spawn(u, err);
 	if (r) {
-		for (size_t i = 0; u->names[i]; i++) {
-			struct json_object *d = json_object_new_object();
+		char why[600];
 
-			set_str(d, "name", u->names[i]);
-			json_object_object_add(d, "old_version", json_object_new_int(0));
-			db_failed(d, "updater", err);
-			json_object_array_add(u->dbs, d);
-		}
-		log_error("update: cannot start the updater: %s", err);
-		upd_backoff_fail(&u->cycle_backoff, UPD_FAIL_NETWORK, util_now_ms(), 0, &u->seed);
+		snprintf(why, sizeof(why), "cannot start the updater: %s", err);
+		updater_failed(u, why);
 		finish(u);
 		return r;
 	}

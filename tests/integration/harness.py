@@ -334,3 +334,31 @@ class DaemonTestCase(unittest.TestCase):
         # No test may leave the daemon hung or crashed.
         self.assertIsNone(self.daemon.proc.poll(), "scanengined died")
         self.assertEqual(self.daemon.command(b"zPING\0", timeout=20), b"PONG\0")
+
+
+def plant_bad_generation(store, versions=None):
+    """A set that slipped past validation, made current directly in the
+    store at store (<StateDirectory>/defs) as an installer would: a copy of
+    the active generation plus a malformed signature line, so that the
+    engine fails to load it (fault 7, bad definitions). versions: {database
+    name: version} to record in its manifest. Returns (good, bad)."""
+    good = int(os.readlink(os.path.join(store, "current")).split("-")[1])
+    bad = good + 1
+    src = os.path.join(store, "gen-%06d" % good)
+    dst = os.path.join(store, "gen-%06d" % bad)
+    shutil.copytree(src, dst)
+    with open(os.path.join(dst, "broken.ndb"), "w") as fh:
+        fh.write("Broken.Sig:0:0:this-is-not-hex\n")
+    with open(os.path.join(dst, "manifest.json")) as fh:
+        m = json.load(fh)
+    m["generation"] = bad
+    m["fingerprint"] = os.urandom(32).hex()
+    for d in m.get("databases", []):
+        if versions and d["name"] in versions:
+            d["version"] = versions[d["name"]]
+    with open(os.path.join(dst, "manifest.json"), "w") as fh:
+        json.dump(m, fh)
+    tmp = os.path.join(store, "current.tmp")
+    os.symlink("gen-%06d" % bad, tmp)
+    os.rename(tmp, os.path.join(store, "current"))
+    return good, bad

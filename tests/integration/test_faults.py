@@ -14,7 +14,8 @@ import threading
 import time
 import unittest
 
-from harness import (EICAR, ROOT, SCANENGINED, SHARED, SLOW, Daemon, make_defs, tmpdir)
+from harness import (EICAR, ROOT, SCANENGINED, SHARED, SLOW, Daemon, make_defs,
+                     plant_bad_generation, tmpdir)
 
 
 def one_reply(data):
@@ -242,26 +243,7 @@ class BadDefinitionsTest(unittest.TestCase):
         return int(os.readlink(os.path.join(self.store, "current")).split("-")[1])
 
     def plant_bad_generation(self):
-        """A set that slipped past validation: a copy of the active one
-        plus a malformed signature line, made current directly in the
-        store, as an installer would."""
-        good = self.current_gen()
-        bad = good + 1
-        src = os.path.join(self.store, "gen-%06d" % good)
-        dst = os.path.join(self.store, "gen-%06d" % bad)
-        shutil.copytree(src, dst)
-        with open(os.path.join(dst, "broken.ndb"), "w") as fh:
-            fh.write("Broken.Sig:0:0:this-is-not-hex\n")
-        with open(os.path.join(dst, "manifest.json")) as fh:
-            m = json.load(fh)
-        m["generation"] = bad
-        m["fingerprint"] = os.urandom(32).hex()
-        with open(os.path.join(dst, "manifest.json"), "w") as fh:
-            json.dump(m, fh)
-        tmp = os.path.join(self.store, "current.tmp")
-        os.symlink("gen-%06d" % bad, tmp)
-        os.rename(tmp, os.path.join(self.store, "current"))
-        return good, bad
+        return plant_bad_generation(self.store)
 
     def assert_story(self, good, bad, t0):
         """raise 7 -> quarantined -> restored -> clear 7, in this order."""

@@ -14,7 +14,7 @@ import subprocess
 import threading
 import time
 
-from harness import SCANENGINED, SHARED, SLOW, Daemon, make_defs, tmpdir
+from harness import SCANENGINED, SHARED, SLOW, Daemon, make_defs, plant_bad_generation, tmpdir
 from mirror import Mirror
 from test_update import StallingMirror, UpdateTestCase
 
@@ -134,24 +134,7 @@ class KnownBadVersionTest(UpdateTestCase):
         self.assertEqual(db["new_version"], 5, db)
         # a set holding test version 6 that slipped past validation and
         # failed in the engine: quarantined with stage "load" (fault 7)
-        store = os.path.join(self.d.state, "defs")
-        good = int(os.readlink(os.path.join(store, "current")).split("-")[1])
-        bad = good + 1
-        src, dst = (os.path.join(store, "gen-%06d" % g) for g in (good, bad))
-        shutil.copytree(src, dst)
-        with open(os.path.join(dst, "broken.ndb"), "w") as fh:
-            fh.write("Broken.Sig:0:0:this-is-not-hex\n")
-        with open(os.path.join(dst, "manifest.json")) as fh:
-            m = json.load(fh)
-        m["generation"] = bad
-        m["fingerprint"] = os.urandom(32).hex()
-        for d in m["databases"]:
-            if d["name"] == "test":
-                d["version"] = 6
-        with open(os.path.join(dst, "manifest.json"), "w") as fh:
-            json.dump(m, fh)
-        os.symlink("gen-%06d" % bad, os.path.join(store, "current.tmp"))
-        os.rename(os.path.join(store, "current.tmp"), os.path.join(store, "current"))
+        plant_bad_generation(os.path.join(self.d.state, "defs"), {"test": 6})
         self.d.command(b"zRELOAD\0")
         self.d.wait_for(lambda: self.d.events("clear", 7), timeout=30 * SLOW,
                         what="fault 7 raised and cleared by the rollback")
