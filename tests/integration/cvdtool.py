@@ -76,7 +76,6 @@ def write_cud(path, db, version, members, sigs=None, flevel=81, extra=None, raw_
 
 def many_entries_payload(db, n):
     """A tar of n empty .hdb members after COPYING and a valid .info."""
-    members = []
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tar:
         _add(tar, "COPYING", b"c\n")

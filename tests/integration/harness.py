@@ -362,3 +362,15 @@ def plant_bad_generation(store, versions=None):
     os.symlink("gen-%06d" % bad, tmp)
     os.rename(tmp, os.path.join(store, "current"))
     return good, bad
+
+
+def make_samples():
+    """A directory with EICAR and a clean text file: (dir, eicar, clean)."""
+    d = tmpdir()
+    eicar = os.path.join(d, "eicar.com")
+    with open(eicar, "wb") as fh:
+        fh.write(EICAR)
+    clean = os.path.join(d, "clean.txt")
+    with open(clean, "w") as fh:
+        fh.write("nothing to see\n")
+    return d, eicar, clean

@@ -11,12 +11,11 @@ import os
 import shutil
 import subprocess
 import tarfile
-import time
 import sys
 import unittest
 
 import cvdtool
-from harness import EICAR, SCANCTL, SHARED, SLOW, Daemon, tmpdir
+from harness import EICAR, SCANCTL, SHARED, SLOW, Daemon, make_samples, tmpdir
 
 STAGES = ("format", "integrity", "authenticity", "compatibility", "unpack", "test load", "canary")
 # test-N.cvd: version N, this many signatures (sigtool --info)
@@ -55,13 +54,7 @@ class DefsTestCase(unittest.TestCase):
         self.d = Daemon(conf=self.conf)
         self.d.start()
         self.store = os.path.join(self.d.state, "defs")
-        self.samples = tmpdir()
-        self.eicar = os.path.join(self.samples, "eicar.com")
-        with open(self.eicar, "wb") as fh:
-            fh.write(EICAR)
-        self.clean = os.path.join(self.samples, "clean.txt")
-        with open(self.clean, "w") as fh:
-            fh.write("nothing to see\n")
+        self.samples, self.eicar, self.clean = make_samples()
         self.d.wait_for(lambda: self.d.status().get("engine_generation"), timeout=60,
                         what="the first engine")
 

@@ -7,15 +7,13 @@ import pwd
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
 import unittest
 
-from harness import (EICAR, ROOT, SCANENGINED, SHARED, SLOW, Daemon, make_defs,
-                     plant_bad_generation, tmpdir)
+from harness import EICAR, ROOT, SCANENGINED, SLOW, Daemon, plant_bad_generation, tmpdir
 
 
 def one_reply(data):

@@ -12,7 +12,7 @@ import threading
 import time
 import unittest
 
-from harness import EICAR, ROOT, SCANENGINED, SLOW, Daemon, tmpdir
+from harness import EICAR, ROOT, SCANENGINED, Daemon, make_samples, tmpdir
 
 
 class ReloadTest(unittest.TestCase):
@@ -194,13 +194,7 @@ class BigReloadTest(unittest.TestCase):
             os.chmod(os.path.join(cls.defs, f), 0o644)
 
     def setUp(self):
-        self.samples = tmpdir()
-        self.eicar = os.path.join(self.samples, "eicar.com")
-        with open(self.eicar, "wb") as fh:
-            fh.write(EICAR)
-        self.clean = os.path.join(self.samples, "clean.txt")
-        with open(self.clean, "w") as fh:
-            fh.write("clean\n")
+        self.samples, self.eicar, self.clean = make_samples()
 
     def run_reload_under_load(self, d, change_conf=None):
         want = {self.eicar: self.eicar.encode() + b": Eicar-Test-Signature.UNOFFICIAL FOUND\0",

@@ -7,7 +7,7 @@ import pwd
 import subprocess
 import unittest
 
-from harness import EICAR, SCANCTL, SLOW, DaemonTestCase, tmpdir
+from harness import EICAR, SCANCTL, DaemonTestCase, tmpdir
 
 
 class ScanctlTest(DaemonTestCase):

@@ -8,7 +8,7 @@ import subprocess
 import time
 import unittest
 
-from harness import SCANENGINED, SLOW, Daemon, make_defs, tmpdir
+from harness import SCANENGINED, SLOW, Daemon, make_defs
 
 
 def our_processes(marker):

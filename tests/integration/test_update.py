@@ -23,7 +23,7 @@ import time
 import unittest
 
 import cvdtool
-from harness import EICAR, SHARED, SLOW, TESTFILES, Daemon, tmpdir
+from harness import SHARED, SLOW, TESTFILES, Daemon, make_samples, tmpdir
 from mirror import Mirror, closed_url
 from test_defs import as_json, scanctl_defs
 
@@ -143,13 +143,7 @@ class UpdateTestCase(unittest.TestCase):
     for the mirrors the test names; samples to scan."""
 
     def setUp(self):
-        self.samples = tmpdir()
-        self.eicar = os.path.join(self.samples, "eicar.com")
-        with open(self.eicar, "wb") as fh:
-            fh.write(EICAR)
-        self.clean = os.path.join(self.samples, "clean.txt")
-        with open(self.clean, "w") as fh:
-            fh.write("nothing to see\n")
+        self.samples, self.eicar, self.clean = make_samples()
         # a file only test-6.cvd's signatures detect (Win.Worm.Klez-1 is new in 6)
         pattern = [l for l in cvd_member(CVD6, "test.ndb").decode().splitlines()
                    if l.startswith("Win.Worm.Klez-1:")][0].split(":")[3]
