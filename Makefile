@@ -46,7 +46,8 @@ endif
 
 # Library of every module but the programs' main files.
 LIB_SRC := $(wildcard common/*.c) $(wildcard sandbox/*.c) $(wildcard defs/*.c) \
-	$(wildcard updater/*.c) $(filter-out scanengine/main.c,$(wildcard scanengine/*.c))
+	$(wildcard updater/*.c) $(wildcard fanotify/*.c) \
+	$(filter-out scanengine/main.c,$(wildcard scanengine/*.c))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 LIB     := $(BUILD)/libscanengine.a
 
@@ -130,7 +131,7 @@ fuzz-run: fuzz
 bench: deps all
 	tests/bench/run.sh $(BUILD)
 
-SOURCES = $$(git ls-files '*.c' '*.h' 2>/dev/null || find common sandbox defs updater scanengine scanctl tests -name '*.[ch]')
+SOURCES = $$(git ls-files '*.c' '*.h' 2>/dev/null || find common sandbox defs updater fanotify scanengine scanctl tests -name '*.[ch]')
 
 check-format:
 	@clang-format --dry-run --Werror $(SOURCES) && echo "formatting: OK"

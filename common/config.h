@@ -101,6 +101,18 @@ struct config {
 	char *proxy_username;	      /* HTTPProxyUsername */
 	char *proxy_password;	      /* HTTPProxyPassword */
 
+	/* on-access scanning */
+	struct config_list oa_mount_path;    /* OnAccessMountPath: mounts to watch */
+	struct config_list oa_include_path;  /* OnAccessIncludePath: directory trees */
+	struct config_list oa_exclude_path;  /* OnAccessExcludePath: trees left alone */
+	struct config_list oa_exclude_uname; /* OnAccessExcludeUname */
+	struct config_list oa_exclude_uid;   /* OnAccessExcludeUID (numbers) */
+	bool oa_exclude_root;		     /* OnAccessExcludeRootUID */
+	uint64_t oa_max_file_size;	     /* OnAccessMaxFileSize: larger files are not scanned */
+	bool oa_prevention;		     /* OnAccessPrevention: deny what is infected */
+	char *oa_fail_policy;		     /* OnAccessFailPolicy: allow or deny */
+	unsigned int oa_perm_timeout;	     /* OnAccessPermTimeout, seconds */
+
 	/* path scanning */
 	struct config_list exclude_path; /* ExcludePath (POSIX extended regex) */
 	bool follow_dir_symlinks;	 /* FollowDirectorySymlinks */

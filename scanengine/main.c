@@ -5,6 +5,7 @@
 #include "scanengine/engine.h"
 #include "scanengine/supervisor.h"
 #include "scanengine/version.h"
+#include "fanotify/onaccess.h"
 #include "updater/policy.h"
 
 #include <errno.h>
@@ -184,7 +185,7 @@ int main(int argc, char **argv)
 		int r = upd_mirrors_build((const char *const *)cfg.private_mirror.items,
 					  (const char *const *)cfg.database_mirror.items, &m, merr);
 
-		if (r && r != -ENOENT) {
+		if ((r && r != -ENOENT) || oa_check_config(&cfg, merr)) {
 			fprintf(stderr, "scanengined: %s: %s\n",
 				path ? path : "(built-in defaults)", merr);
 			config_free(&cfg);

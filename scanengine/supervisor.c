@@ -11,6 +11,7 @@
 #include "scanengine/health.h"
 #include "scanengine/loader.h"
 #include "scanengine/updates.h"
+#include "fanotify/onaccess.h"
 #include "scanengine/pool.h"
 #include "scanengine/version.h"
 
@@ -43,6 +44,7 @@ struct supervisor {
 	struct faults *faults;
 	struct loader *loader;
 	struct updates *updates;
+	struct onaccess *oa;
 	struct memlimit *mem;
 	bool engine_user_valid; /* the identity the running engine was started with */
 	int sigfd;
@@ -300,6 +302,7 @@ static void hook_reload(void *arg)
 
 	reread_memory_limit(s);
 	health_check(s->cfg, &s->id, s->faults);
+	oa_reload(s->oa);
 	reload(s, "RELOAD requested");
 }
 
@@ -400,6 +403,8 @@ static void hook_status(void *arg, struct json_object *o)
 	loader_status(s->loader, o);
 	if (s->updates)
 		updates_status(s->updates, o);
+	if (s->oa)
+		oa_status(s->oa, o);
 	pool_status(s->pool, o);
 }
 
@@ -474,6 +479,7 @@ static void tick(struct supervisor *s)
 	}
 	loader_tick(s->loader);
 	updates_tick(s->updates);
+	oa_tick(s->oa);
 	/* Nothing to load at all (the only definitions were refused): up,
 	 * degraded, saying why (fault 7). */
 	if (!s->started && !pool_loading(s->pool) && !loader_busy(s->loader) &&
@@ -619,6 +625,12 @@ int supervisor_run(struct config *cfg, int ready_fd)
 		start_fail(&s, "%s", err);
 		goto out;
 	}
+	s.oa = oa_new(cfg, &s.id, s.ev, s.pool, s.faults, err);
+	if (!s.oa) {
+		start_fail(&s, "%s", err);
+		goto out;
+	}
+	oa_start(s.oa); /* a failure is fault 8, not a reason to stop */
 
 	while (!s.stopping) {
 		r = evloop_run_once(s.ev, TICK_MS);
@@ -639,8 +651,12 @@ out:
 		log_error("%s", s.start_error);
 		s.exit_status = 1;
 	}
+	/* first, before waiting on anything: no opener may wait on a
+	 * service that is going away */
+	oa_close(s.oa);
 	if (s.pool)
 		pool_shutdown(s.pool);
+	oa_free(s.oa);
 	updates_free(s.updates);
 	if (s.ctl)
 		control_close(s.ctl);

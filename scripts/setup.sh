@@ -6,7 +6,8 @@ set -eu
 
 PKGS="gcc make pkg-config libclamav-dev libseccomp-dev libjson-c-dev libcmocka-dev libssl-dev libarchive-dev
 clamav clamav-daemon clamdscan clamav-testfiles python3 python3-pyclamd
-libclamav-client-perl gdb libmagic-dev openssl libcurl4-openssl-dev zlib1g-dev nginx"
+libclamav-client-perl gdb libmagic-dev openssl libcurl4-openssl-dev zlib1g-dev nginx
+libcap2-bin util-linux"
 
 if [ "$(id -u)" -ne 0 ]; then
 	echo "setup: must run as root (installs packages, creates the scan user)" >&2

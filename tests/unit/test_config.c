@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "common/config.h"
+#include "fanotify/onaccess.h"
 #include "common/util.h"
 
 struct fx {
@@ -307,8 +308,8 @@ static void test_clamd_only_keys(void **state)
 		"ExtendedDetectionInfo",
 		"AllowAllMatchScan",
 		"OfficialDatabaseOnly",
-		"OnAccessPrevention",
-		"OnAccessIncludePath",
+		"OnAccessExtraScanning",
+		"OnAccessMaxThreads",
 		"ArchiveBlockEncrypted",
 		"DevLiblog",
 		"ScanOnAccess",
@@ -795,6 +796,50 @@ static void test_update_keys(void **state)
 	expect_error(*state, "MaxAttempts 0\n", 1, "MaxAttempts: '0' is out of range");
 }
 
+static void test_onaccess_keys(void **state)
+{
+	struct config c;
+	char err[256];
+
+	expect_ok(*state, "LogTime no\n", &c);
+	assert_int_equal(c.oa_include_path.n, 0);
+	assert_false(c.oa_prevention);
+	assert_string_equal(c.oa_fail_policy, "allow");
+	assert_int_equal(c.oa_perm_timeout, 5);
+	assert_int_equal(c.oa_max_file_size, 5u << 20);
+	assert_int_equal(oa_check_config(&c, err), 0);
+	config_free(&c);
+	expect_ok(*state,
+		  "OnAccessIncludePath /srv/upload\n"
+		  "OnAccessIncludePath /home\n"
+		  "OnAccessExcludePath /home/build\n"
+		  "OnAccessExcludeUID 1000\n"
+		  "OnAccessExcludeUname backup\n"
+		  "OnAccessPrevention yes\n"
+		  "OnAccessFailPolicy deny\n"
+		  "OnAccessPermTimeout 2\n",
+		  &c);
+	assert_int_equal(c.oa_include_path.n, 2);
+	assert_true(c.oa_prevention);
+	assert_int_equal(oa_check_config(&c, err), 0);
+	config_free(&c);
+	expect_ok(*state, "OnAccessFailPolicy maybe\n", &c);
+	assert_int_equal(oa_check_config(&c, err), -EINVAL);
+	assert_string_equal(err, "OnAccessFailPolicy: 'maybe' is not allow or deny");
+	config_free(&c);
+	expect_ok(*state, "OnAccessExcludeUID bob\n", &c);
+	assert_int_equal(oa_check_config(&c, err), -EINVAL);
+	assert_string_equal(err, "OnAccessExcludeUID: 'bob' is not a user ID");
+	config_free(&c);
+	expect_ok(*state, "OnAccessIncludePath srv\n", &c);
+	assert_int_equal(oa_check_config(&c, err), -EINVAL);
+	assert_string_equal(err, "on-access path 'srv' is not absolute");
+	config_free(&c);
+	expect_error(*state, "OnAccessDenyOnError yes\n", 1, "(use OnAccessFailPolicy deny)");
+	expect_error(*state, "OnAccessPermTimeout 0\n", 1,
+		     "OnAccessPermTimeout: '0' is out of range");
+}
+
 static void test_repeated_key(void **state)
 {
 	expect_error(*state, "MaxThreads 2\nLogTime no\nMaxThreads 3\n", 3,
@@ -1005,6 +1050,7 @@ int main(void)
 		T(test_derived_temp_dir),
 		T(test_exclude_path),
 		T(test_update_keys),
+		T(test_onaccess_keys),
 		T(test_repeated_key),
 		T(test_crlf),
 		T(test_comments),

@@ -1,0 +1,243 @@
+/* marks: the fanotify marks of the on-access scanner (onaccess.h).
+ *
+ * OnAccessMountPath: a mount mark on each. OnAccessIncludePath: a mark on
+ * every directory of the tree (FAN_EVENT_ON_CHILD: the files in it), and an
+ * inotify watch on each for new directories, which get their marks (and
+ * watches) as they appear: a directory mark covers only its own entries.
+ * (Files written into a new directory before its mark is placed, a few
+ * milliseconds at most, are not seen.)
+ * Subtrees under OnAccessExcludePath are not marked. Mounts of procfs, NFS
+ * and FUSE are not marked (procfs refuses permission marks, NFS changes on
+ * the server make no event, FUSE can deadlock against its own daemon): a
+ * mount path on one is skipped with a warning, a tree does not descend
+ * into one. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/fanotify.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/util.h"
+#include "fanotify/onaccess_int.h"
+
+#define MAX_DEPTH 64
+
+#define PROC_SUPER_MAGIC 0x9fa0
+#define NFS_SUPER_MAGIC	 0x6969
+#define FUSE_SUPER_MAGIC 0x65735546
+#define SMB2_MAGIC	 0xfe534d42
+#define CIFS_MAGIC	 0xff534d42
+
+static const char *unmarkable_fs(const char *path)
+{
+	struct statfs sf;
+
+	if (statfs(path, &sf) < 0)
+		return NULL;
+	switch ((unsigned long)sf.f_type) {
+	case PROC_SUPER_MAGIC:
+		return "procfs";
+	case NFS_SUPER_MAGIC:
+		return "NFS";
+	case FUSE_SUPER_MAGIC:
+		return "FUSE";
+	case SMB2_MAGIC:
+	case CIFS_MAGIC:
+		return "SMB/CIFS";
+	default:
+		return NULL;
+	}
+}
+
+static bool excluded_tree(const struct onaccess *oa, const char *path)
+{
+	for (size_t i = 0; i < oa->cfg->oa_exclude_path.n; i++) {
+		const char *x = oa->cfg->oa_exclude_path.items[i];
+		size_t l = strlen(x);
+
+		while (l > 1 && x[l - 1] == '/')
+			l--;
+		if (!strncmp(path, x, l) && (path[l] == '/' || path[l] == '\0'))
+			return true;
+	}
+	return false;
+}
+
+static int remember_dir(struct onaccess *oa, int wd, const char *path)
+{
+	for (size_t i = 0; i < oa->ndirs; i++) {
+		if (oa->dirs[i].wd != wd)
+			continue;
+		/* watched again (it was moved): its new name */
+		free(oa->dirs[i].path);
+		oa->dirs[i].path = strdup(path);
+		return oa->dirs[i].path ? 0 : -ENOMEM;
+	}
+	if (oa->ndirs == oa->dirs_cap) {
+		size_t cap = oa->dirs_cap ? oa->dirs_cap * 2 : 64;
+		struct oa_dir *d = realloc(oa->dirs, cap * sizeof(*d));
+
+		if (!d)
+			return -ENOMEM;
+		oa->dirs = d;
+		oa->dirs_cap = cap;
+	}
+	oa->dirs[oa->ndirs].wd = wd;
+	oa->dirs[oa->ndirs].path = strdup(path);
+	if (!oa->dirs[oa->ndirs].path)
+		return -ENOMEM;
+	oa->ndirs++;
+	return 0;
+}
+
+/* Mark directory path and everything below it. A directory that vanished
+ * meanwhile is no error; one that cannot be marked is. */
+static int mark_tree(struct onaccess *oa, const char *path, int depth, char *err)
+{
+	struct dirent *de;
+	DIR *d;
+	int wd, r = 0;
+
+	if (depth > MAX_DEPTH || excluded_tree(oa, path))
+		return 0;
+	if (fanotify_mark(oa->fan, FAN_MARK_ADD | FAN_MARK_ONLYDIR, oa->mask | FAN_EVENT_ON_CHILD,
+			  AT_FDCWD, path) < 0) {
+		r = -errno;
+		if (r == -ENOENT && depth)
+			return 0;
+		snprintf(err, 512, "OnAccessIncludePath %.400s: fanotify_mark: %s", path,
+			 strerror(-r));
+		return r;
+	}
+	wd = inotify_add_watch(oa->ino, path,
+			       IN_CREATE | IN_MOVED_TO | IN_ONLYDIR | IN_DONT_FOLLOW);
+	if (wd < 0) {
+		r = -errno;
+		snprintf(err, 512, "OnAccessIncludePath %.400s: inotify_add_watch: %s", path,
+			 strerror(-r));
+		return r;
+	}
+	r = remember_dir(oa, wd, path);
+	if (r) {
+		snprintf(err, 512, "out of memory");
+		return r;
+	}
+	d = opendir(path);
+	if (!d)
+		return 0;
+	while (!r && (de = readdir(d))) {
+		char sub[PATH_MAX];
+		struct stat st;
+
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..") ||
+		    (de->d_type != DT_DIR && de->d_type != DT_UNKNOWN))
+			continue;
+		if ((size_t)snprintf(sub, sizeof(sub), "%s/%s", strcmp(path, "/") ? path : "",
+				     de->d_name) >= sizeof(sub))
+			continue;
+		if (lstat(sub, &st) < 0 || !S_ISDIR(st.st_mode) || unmarkable_fs(sub))
+			continue;
+		r = mark_tree(oa, sub, depth + 1, err);
+	}
+	closedir(d);
+	return r;
+}
+
+int oa_marks_add(struct onaccess *oa, char *err)
+{
+	const struct config *cfg = oa->cfg;
+	int r;
+
+	for (size_t i = 0; i < cfg->oa_mount_path.n; i++) {
+		const char *p = cfg->oa_mount_path.items[i], *fs = unmarkable_fs(p);
+
+		if (fs) {
+			log_warn("OnAccessMountPath %s is on %s: not watched", p, fs);
+			continue;
+		}
+		if (fanotify_mark(oa->fan, FAN_MARK_ADD | FAN_MARK_MOUNT, oa->mask, AT_FDCWD, p) <
+		    0) {
+			r = -errno;
+			snprintf(err, 512, "OnAccessMountPath %.400s: fanotify_mark: %s%s", p,
+				 strerror(-r),
+				 r == -EINVAL ? " (kernel without permission events?)" : "");
+			return r;
+		}
+	}
+	for (size_t i = 0; i < cfg->oa_include_path.n; i++) {
+		const char *p = cfg->oa_include_path.items[i], *fs;
+		struct stat st;
+
+		if (stat(p, &st) < 0) {
+			r = -errno;
+			snprintf(err, 512, "OnAccessIncludePath %.400s: %s", p, strerror(-r));
+			return r;
+		}
+		if (!S_ISDIR(st.st_mode)) {
+			snprintf(err, 512, "OnAccessIncludePath %.400s: not a directory", p);
+			return -ENOTDIR;
+		}
+		fs = unmarkable_fs(p);
+		if (fs) {
+			log_warn("OnAccessIncludePath %s is on %s: not watched", p, fs);
+			continue;
+		}
+		r = mark_tree(oa, p, 0, err);
+		if (r)
+			return r;
+	}
+	return 0;
+}
+
+void oa_marks_drop(struct onaccess *oa)
+{
+	for (size_t i = 0; i < oa->ndirs; i++)
+		free(oa->dirs[i].path);
+	oa->ndirs = 0;
+}
+
+static const char *dir_of(const struct onaccess *oa, int wd)
+{
+	for (size_t i = 0; i < oa->ndirs; i++)
+		if (oa->dirs[i].wd == wd)
+			return oa->dirs[i].path;
+	return NULL;
+}
+
+void oa_marks_on_inotify(struct ev_handler *h, uint32_t revents)
+{
+	struct onaccess *oa = container_of(h, struct onaccess, ino_ev);
+	char buf[16384] __attribute__((aligned(__alignof__(struct inotify_event))));
+
+	(void)revents;
+	for (;;) {
+		ssize_t n = read(oa->ino, buf, sizeof(buf));
+
+		if (n <= 0)
+			break;
+		for (char *p = buf; p < buf + n;) {
+			const struct inotify_event *ie = (const void *)p;
+			const char *parent = dir_of(oa, ie->wd);
+			char sub[PATH_MAX], err[512];
+			struct stat st;
+
+			p += sizeof(*ie) + ie->len;
+			if (!(ie->mask & IN_ISDIR) || !ie->len || !parent)
+				continue;
+			if ((size_t)snprintf(sub, sizeof(sub), "%s/%s",
+					     strcmp(parent, "/") ? parent : "",
+					     ie->name) >= sizeof(sub) ||
+			    lstat(sub, &st) < 0 || !S_ISDIR(st.st_mode) || unmarkable_fs(sub))
+				continue;
+			if (mark_tree(oa, sub, 1, err))
+				log_warn("on-access: new directory not watched: %s", err);
+		}
+	}
+}

@@ -1,0 +1,586 @@
+/* onaccess: see onaccess.h. The events and their answers; the marks are
+ * in marks.c. */
+#include "fanotify/onaccess.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <json-c/json.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/fanotify.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/util.h"
+#include "fanotify/onaccess_int.h"
+#include "scanengine/faults.h"
+
+#define READ_BUF (64 * 1024)
+
+/* ---- configuration -------------------------------------------------------- */
+
+static int parse_uid(const char *s, uid_t *out)
+{
+	uint64_t v;
+
+	if (util_parse_u64(s, &v) || v >= (uid_t)-1)
+		return -EINVAL;
+	*out = (uid_t)v;
+	return 0;
+}
+
+int oa_check_config(const struct config *cfg, char *err)
+{
+	const struct config_list *paths[] = {&cfg->oa_mount_path, &cfg->oa_include_path,
+					     &cfg->oa_exclude_path};
+	uid_t uid;
+
+	if (strcmp(cfg->oa_fail_policy, "allow") && strcmp(cfg->oa_fail_policy, "deny")) {
+		snprintf(err, 256, "OnAccessFailPolicy: '%.100s' is not allow or deny",
+			 cfg->oa_fail_policy);
+		return -EINVAL;
+	}
+	for (size_t i = 0; i < cfg->oa_exclude_uid.n; i++)
+		if (parse_uid(cfg->oa_exclude_uid.items[i], &uid)) {
+			snprintf(err, 256, "OnAccessExcludeUID: '%.100s' is not a user ID",
+				 cfg->oa_exclude_uid.items[i]);
+			return -EINVAL;
+		}
+	for (size_t k = 0; k < SE_ARRAY_SIZE(paths); k++)
+		for (size_t i = 0; i < paths[k]->n; i++)
+			if (paths[k]->items[i][0] != '/') {
+				snprintf(err, 256, "on-access path '%.100s' is not absolute",
+					 paths[k]->items[i]);
+				return -EINVAL;
+			}
+	return 0;
+}
+
+static int add_xuid(struct onaccess *oa, uid_t uid)
+{
+	uid_t *n = realloc(oa->xuids, (oa->nxuids + 1) * sizeof(*n));
+
+	if (!n)
+		return -ENOMEM;
+	oa->xuids = n;
+	oa->xuids[oa->nxuids++] = uid;
+	return 0;
+}
+
+struct onaccess *oa_new(const struct config *cfg, const struct sandbox_identity *id,
+			struct evloop *ev, struct pool *pool, struct faults *faults, char *err)
+{
+	struct onaccess *oa;
+	int r = oa_check_config(cfg, err);
+
+	if (r)
+		return NULL;
+	oa = calloc(1, sizeof(*oa));
+	if (!oa) {
+		snprintf(err, 256, "out of memory");
+		return NULL;
+	}
+	*oa = (struct onaccess){.cfg = cfg,
+				.id = id,
+				.ev = ev,
+				.pool = pool,
+				.faults = faults,
+				.fan = -1,
+				.ino = -1,
+				.self = getpid()};
+	oa->enabled = cfg->oa_mount_path.n || cfg->oa_include_path.n;
+	oa->inject_dup_failure = getenv("SCANENGINE_FAULT_INJECT") &&
+				 !strcmp(getenv("SCANENGINE_FAULT_INJECT"), "onaccess.dup");
+	oa->deny_on_failure = !strcmp(cfg->oa_fail_policy, "deny");
+	oa->mask = FAN_CLOSE_WRITE | (cfg->oa_prevention ? FAN_OPEN_PERM | FAN_OPEN_EXEC_PERM
+							 : FAN_OPEN | FAN_OPEN_EXEC);
+	/* the scan user's processes are the service's own: always excluded */
+	if (id->valid)
+		r = add_xuid(oa, id->uid);
+	if (!r && cfg->oa_exclude_root)
+		r = add_xuid(oa, 0);
+	for (size_t i = 0; !r && i < cfg->oa_exclude_uid.n; i++) {
+		uid_t u = 0;
+
+		parse_uid(cfg->oa_exclude_uid.items[i], &u);
+		r = add_xuid(oa, u);
+	}
+	/* names now: no NSS lookup may happen while an opener waits */
+	for (size_t i = 0; !r && i < cfg->oa_exclude_uname.n; i++) {
+		struct passwd *pw = getpwnam(cfg->oa_exclude_uname.items[i]);
+
+		if (pw)
+			r = add_xuid(oa, pw->pw_uid);
+		else
+			log_warn("OnAccessExcludeUname: no user '%s'; not excluded",
+				 cfg->oa_exclude_uname.items[i]);
+	}
+	if (r) {
+		snprintf(err, 256, "out of memory");
+		oa_free(oa);
+		return NULL;
+	}
+	return oa;
+}
+
+bool oa_enabled(const struct onaccess *oa)
+{
+	return oa && oa->enabled;
+}
+
+/* ---- answers ----------------------------------------------------------------- */
+
+static void unlink_event(struct onaccess *oa, struct oa_event *e)
+{
+	if (e->prev)
+		e->prev->next = e->next;
+	else
+		oa->events = e->next;
+	if (e->next)
+		e->next->prev = e->prev;
+	e->next = e->prev = NULL;
+	oa->inflight--;
+}
+
+/* Write the answer for a permission event (the one write that releases
+ * the opener). Never closes the descriptor: that waits for the scan. */
+static void answer(struct onaccess *oa, struct oa_event *e, bool allow)
+{
+	struct fanotify_response resp = {.fd = e->fd, .response = allow ? FAN_ALLOW : FAN_DENY};
+	uint64_t lat;
+
+	if (!e->perm || e->answered)
+		return;
+	e->answered = true;
+	if (oa->fan >= 0) {
+		ssize_t w;
+
+		do
+			w = write(oa->fan, &resp, sizeof(resp));
+		while (w < 0 && errno == EINTR);
+		if (w != (ssize_t)sizeof(resp))
+			oa->n.answer_errors++;
+	}
+	if (allow)
+		oa->n.allowed++;
+	else
+		oa->n.denied++;
+	lat = util_now_us() - e->t0_us;
+	if (lat > oa->n.max_latency_us)
+		oa->n.max_latency_us = lat;
+}
+
+/* An event is over when it is answered (if it must be) and its scan is
+ * back: only then is its descriptor closed. */
+static void maybe_free(struct onaccess *oa, struct oa_event *e)
+{
+	if ((e->perm && !e->answered) || e->scanning)
+		return;
+	unlink_event(oa, e);
+	util_close(&e->fd);
+	free(e);
+}
+
+/* After the answer: the detection, named and logged (these may block). */
+static void report_detection(struct onaccess *oa, struct oa_event *e, const char *sig,
+			     const char *action)
+{
+	char link[64], path[PATH_MAX] = "?", exe[PATH_MAX] = "?", msg[PATH_MAX * 2 + 256];
+	struct json_object *d = json_object_new_object();
+	const struct msg_engine_info *info = pool_engine_info(oa->pool);
+	ssize_t n;
+
+	snprintf(link, sizeof(link), "/proc/self/fd/%d", e->fd);
+	n = readlink(link, path, sizeof(path) - 1);
+	path[n > 0 ? n : 1] = '\0';
+	snprintf(link, sizeof(link), "/proc/%d/exe", (int)e->pid);
+	n = readlink(link, exe, sizeof(exe) - 1);
+	exe[n > 0 ? n : 1] = '\0';
+	oa->n.detections++;
+	snprintf(msg, sizeof(msg), "%s: %s FOUND (%s; pid %d, uid %d, %s)", path, sig, action,
+		 (int)e->pid, (int)e->uid, exe);
+	log_warn("on-access: %s", msg);
+	json_object_object_add(d, "path", json_object_new_string(path));
+	json_object_object_add(d, "signature", json_object_new_string(sig));
+	json_object_object_add(d, "action", json_object_new_string(action));
+	json_object_object_add(d, "pid", json_object_new_int(e->pid));
+	json_object_object_add(d, "uid", json_object_new_int((int)e->uid));
+	json_object_object_add(d, "exe", json_object_new_string(exe));
+	json_object_object_add(d, "definitions_version",
+			       json_object_new_int64(info ? info->db_version : 0));
+	if (oa->faults)
+		faults_event(oa->faults, "onaccess_detection", msg, d);
+	else
+		json_object_put(d);
+}
+
+static void scan_done(struct job *j, const struct job_result *r)
+{
+	struct oa_event *e = container_of(j, struct oa_event, job);
+	struct onaccess *oa = e->oa;
+	bool late = e->answered;
+
+	e->scanning = false;
+	if (r->verdict == VERDICT_VIRUS) {
+		bool deny = e->perm && !late && oa->cfg->oa_prevention;
+
+		answer(oa, e, !deny);
+		report_detection(oa, e, r->nnames ? r->names[0] : "?",
+				 deny ? "denied" : (late ? "allowed (timed out)" : "notified"));
+	} else if (r->verdict == VERDICT_CLEAN) {
+		answer(oa, e, true);
+	} else {
+		if (!late)
+			oa->n.scan_errors++;
+		answer(oa, e, !oa->deny_on_failure);
+	}
+	maybe_free(oa, e);
+}
+
+/* ---- events --------------------------------------------------------------- */
+
+/* Whether pid belongs to the service or an excluded user: from
+ * /proc/<pid>/status (procfs, no I/O, no NSS). */
+static bool excluded(struct onaccess *oa, pid_t pid, uid_t *uid)
+{
+	char path[64], buf[2048], *p;
+	long ppid = -1;
+	ssize_t n;
+	int fd;
+
+	*uid = (uid_t)-1;
+	if (pid == oa->self)
+		return true;
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = '\0';
+	if ((p = strstr(buf, "\nPPid:")))
+		ppid = strtol(p + 6, NULL, 10);
+	if ((p = strstr(buf, "\nUid:")))
+		*uid = (uid_t)strtoul(p + 5, NULL, 10);
+	if (ppid == oa->self)
+		return true; /* the service's children: zygotes, validator, updater, ... */
+	for (size_t i = 0; i < oa->nxuids; i++)
+		if (oa->xuids[i] == *uid)
+			return true;
+	return false;
+}
+
+static bool in_excluded_tree(struct onaccess *oa, int fd)
+{
+	char link[64], path[PATH_MAX];
+	ssize_t n;
+
+	if (!oa->cfg->oa_exclude_path.n)
+		return false;
+	snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+	n = readlink(link, path, sizeof(path) - 1);
+	if (n <= 0)
+		return false;
+	path[n] = '\0';
+	for (size_t i = 0; i < oa->cfg->oa_exclude_path.n; i++) {
+		const char *x = oa->cfg->oa_exclude_path.items[i];
+		size_t l = strlen(x);
+
+		while (l > 1 && x[l - 1] == '/')
+			l--;
+		if (!strncmp(path, x, l) && (path[l] == '/' || path[l] == '\0'))
+			return true;
+	}
+	return false;
+}
+
+static void count(struct onaccess *oa, uint64_t mask)
+{
+	if (mask & FAN_OPEN_PERM)
+		oa->n.open_perm++;
+	if (mask & FAN_OPEN_EXEC_PERM)
+		oa->n.open_exec_perm++;
+	if (mask & FAN_OPEN)
+		oa->n.open++;
+	if (mask & FAN_OPEN_EXEC)
+		oa->n.open_exec++;
+	if (mask & FAN_CLOSE_WRITE)
+		oa->n.close_write++;
+}
+
+/* Settle at once an event that is not scanned: the answer (allow, or the
+ * fail policy), then its descriptor. */
+static void settle(struct onaccess *oa, int fd, bool perm, bool allow)
+{
+	struct oa_event tmp = {.fd = fd, .perm = perm, .t0_us = util_now_us()};
+
+	answer(oa, &tmp, allow);
+	close(fd);
+}
+
+static void take(struct onaccess *oa, const struct fanotify_event_metadata *md)
+{
+	bool perm = md->mask & (FAN_OPEN_PERM | FAN_OPEN_EXEC_PERM);
+	struct oa_event *e;
+	struct stat st;
+	uid_t uid;
+
+	count(oa, md->mask);
+	if (excluded(oa, md->pid, &uid) || in_excluded_tree(oa, md->fd)) {
+		oa->n.excluded++;
+		settle(oa, md->fd, perm, true);
+		return;
+	}
+	if (fstat(md->fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		settle(oa, md->fd, perm, true);
+		return;
+	}
+	if ((uint64_t)st.st_size > oa->cfg->oa_max_file_size) {
+		oa->n.too_large++;
+		settle(oa, md->fd, perm, true);
+		return;
+	}
+	e = oa->inflight < OA_MAX_INFLIGHT ? calloc(1, sizeof(*e)) : NULL;
+	if (!e) {
+		oa->n.overloaded++;
+		settle(oa, md->fd, perm, !oa->deny_on_failure);
+		return;
+	}
+	*e = (struct oa_event){.oa = oa,
+			       .fd = md->fd,
+			       .pid = md->pid,
+			       .uid = uid,
+			       .mask = md->mask,
+			       .perm = perm,
+			       .t0_us = util_now_us()};
+	e->deadline_ms = util_now_ms() + oa->cfg->oa_perm_timeout * 1000ULL;
+	e->next = oa->events;
+	if (oa->events)
+		oa->events->prev = e;
+	oa->events = e;
+	oa->inflight++;
+	e->job.fd = oa->inject_dup_failure ? -1 : fcntl(e->fd, F_DUPFD_CLOEXEC, 3);
+	if (e->job.fd < 0) {
+		oa->n.scan_errors++;
+		answer(oa, e, !oa->deny_on_failure);
+		maybe_free(oa, e);
+		return;
+	}
+	e->job.label = "on-access";
+	e->job.done = scan_done;
+	e->job.owner = oa;
+	e->scanning = true;
+	pool_submit(oa->pool, &e->job); /* may call scan_done at once */
+}
+
+/* Every record of the buffer is settled or owned before the next read. */
+static void on_fanotify(struct ev_handler *h, uint32_t revents)
+{
+	struct onaccess *oa = container_of(h, struct onaccess, fan_ev);
+	static char buf[READ_BUF] __attribute__((aligned(8)));
+
+	(void)revents;
+	for (int rounds = 0; rounds < 64 && oa->fan >= 0; rounds++) {
+		const struct fanotify_event_metadata *md = (const void *)buf;
+		ssize_t n = read(oa->fan, buf, sizeof(buf));
+
+		if (n <= 0)
+			break;
+		for (; FAN_EVENT_OK(md, n); md = FAN_EVENT_NEXT(md, n)) {
+			if (md->mask & FAN_Q_OVERFLOW)
+				oa->n.overflows++;
+			if (md->fd < 0)
+				continue;
+			if (md->vers != FANOTIFY_METADATA_VERSION) {
+				settle(oa, md->fd, md->mask & (FAN_OPEN_PERM | FAN_OPEN_EXEC_PERM),
+				       true);
+				continue;
+			}
+			take(oa, md);
+		}
+	}
+}
+
+/* ---- set-up and the rest ------------------------------------------------ */
+
+static void stop_monitoring(struct onaccess *oa)
+{
+	if (oa->fan >= 0) {
+		evloop_del(oa->ev, &oa->fan_ev);
+		util_close(&oa->fan); /* the kernel allows what is pending */
+	}
+	if (oa->ino >= 0) {
+		evloop_del(oa->ev, &oa->ino_ev);
+		util_close(&oa->ino);
+	}
+	oa_marks_drop(oa);
+	oa->running = false;
+	/* answers can no longer be written: the kernel has let them go */
+	for (struct oa_event *e = oa->events; e; e = e->next)
+		e->answered = true;
+}
+
+static int fail8(struct onaccess *oa, int r, const char *why)
+{
+	struct json_object *d = json_object_new_object();
+
+	snprintf(oa->failure, sizeof(oa->failure), "%s", why);
+	json_object_object_add(d, "errno", json_object_new_string(strerrorname_np(-r) ?: "?"));
+	log_error("on-access scanning is not running: %s (retry in %d s)", why, OA_RETRY_S);
+	if (oa->faults)
+		faults_raise(oa->faults, FAULT_MONITOR_FAILED, why, d);
+	else
+		json_object_put(d);
+	stop_monitoring(oa);
+	oa->retry_at_ms = util_now_ms() + OA_RETRY_S * 1000ULL;
+	return r;
+}
+
+int oa_start(struct onaccess *oa)
+{
+	char err[512];
+	int r;
+
+	if (!oa_enabled(oa))
+		return 0;
+	oa->retry_at_ms = 0;
+	oa->fan = fanotify_init(FAN_CLASS_CONTENT | FAN_CLOEXEC | FAN_NONBLOCK |
+					FAN_UNLIMITED_QUEUE | FAN_UNLIMITED_MARKS,
+				O_RDONLY | O_LARGEFILE | O_CLOEXEC);
+	if (oa->fan < 0) {
+		r = -errno;
+		snprintf(err, sizeof(err), "fanotify_init: %s%s", strerror(-r),
+			 r == -EPERM	? " (CAP_SYS_ADMIN is needed)"
+			 : r == -ENOSYS ? " (kernel without fanotify)"
+					: "");
+		return fail8(oa, r, err);
+	}
+	oa->ino = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	if (oa->ino < 0) {
+		r = -errno;
+		snprintf(err, sizeof(err), "inotify_init1: %s", strerror(-r));
+		return fail8(oa, r, err);
+	}
+	r = oa_marks_add(oa, err);
+	if (r)
+		return fail8(oa, r, err);
+	oa->fan_ev = (struct ev_handler){.fd = oa->fan, .cb = on_fanotify};
+	oa->ino_ev = (struct ev_handler){.fd = oa->ino, .cb = oa_marks_on_inotify};
+	r = evloop_add(oa->ev, &oa->fan_ev, EPOLLIN);
+	if (!r)
+		r = evloop_add(oa->ev, &oa->ino_ev, EPOLLIN);
+	if (r) {
+		snprintf(err, sizeof(err), "epoll: %s", strerror(-r));
+		return fail8(oa, r, err);
+	}
+	oa->running = true;
+	oa->failure[0] = '\0';
+	if (oa->faults)
+		faults_clear(oa->faults, FAULT_MONITOR_FAILED, "on-access monitoring is running");
+	log_info("on-access scanning running (%s, fail policy %s, %zu directories watched)",
+		 oa->cfg->oa_prevention ? "prevention" : "notify only", oa->cfg->oa_fail_policy,
+		 oa->ndirs);
+	return 0;
+}
+
+void oa_reload(struct onaccess *oa)
+{
+	if (oa && oa->enabled && !oa->running)
+		oa_start(oa);
+}
+
+void oa_tick(struct onaccess *oa)
+{
+	uint64_t now = util_now_ms();
+
+	if (!oa)
+		return;
+	if (oa->retry_at_ms && now >= oa->retry_at_ms)
+		oa_start(oa);
+	for (struct oa_event *e = oa->events, *next; e; e = next) {
+		next = e->next;
+		if (e->perm && !e->answered && now >= e->deadline_ms) {
+			oa->n.timed_out++;
+			answer(oa, e, !oa->deny_on_failure);
+			if (e->scanning)
+				pool_cancel(oa->pool, &e->job); /* may end in scan_done now */
+			else
+				maybe_free(oa, e);
+		}
+	}
+}
+
+void oa_status(const struct onaccess *oa, struct json_object *o)
+{
+	struct json_object *s = json_object_new_object(), *ev = json_object_new_object();
+	const struct oa_counters *n = &oa->n;
+	static const struct {
+		const char *name;
+		size_t off;
+	} counters[] = {
+		{"allowed", offsetof(struct oa_counters, allowed)},
+		{"denied", offsetof(struct oa_counters, denied)},
+		{"timed_out", offsetof(struct oa_counters, timed_out)},
+		{"too_large", offsetof(struct oa_counters, too_large)},
+		{"excluded", offsetof(struct oa_counters, excluded)},
+		{"overflows", offsetof(struct oa_counters, overflows)},
+		{"scan_errors", offsetof(struct oa_counters, scan_errors)},
+		{"overloaded", offsetof(struct oa_counters, overloaded)},
+		{"detections", offsetof(struct oa_counters, detections)},
+		{"answer_errors", offsetof(struct oa_counters, answer_errors)},
+		{"max_latency_us", offsetof(struct oa_counters, max_latency_us)},
+	};
+
+	json_object_object_add(s, "enabled", json_object_new_boolean(oa->enabled));
+	json_object_object_add(s, "running", json_object_new_boolean(oa->running));
+	json_object_object_add(s, "prevention", json_object_new_boolean(oa->cfg->oa_prevention));
+	json_object_object_add(s, "fail_policy", json_object_new_string(oa->cfg->oa_fail_policy));
+	if (oa->failure[0])
+		json_object_object_add(s, "failure", json_object_new_string(oa->failure));
+	json_object_object_add(ev, "open_perm", json_object_new_int64((int64_t)n->open_perm));
+	json_object_object_add(ev, "open_exec_perm",
+			       json_object_new_int64((int64_t)n->open_exec_perm));
+	json_object_object_add(ev, "open", json_object_new_int64((int64_t)n->open));
+	json_object_object_add(ev, "open_exec", json_object_new_int64((int64_t)n->open_exec));
+	json_object_object_add(ev, "close_write", json_object_new_int64((int64_t)n->close_write));
+	json_object_object_add(s, "events", ev);
+	for (size_t i = 0; i < SE_ARRAY_SIZE(counters); i++)
+		json_object_object_add(
+			s, counters[i].name,
+			json_object_new_int64(*(const int64_t *)(const void *)((const char *)n +
+									       counters[i].off)));
+	json_object_object_add(s, "in_flight", json_object_new_int((int)oa->inflight));
+	json_object_object_add(s, "watched_directories", json_object_new_int64((int64_t)oa->ndirs));
+	json_object_object_add(o, "onaccess", s);
+}
+
+void oa_close(struct onaccess *oa)
+{
+	if (oa)
+		stop_monitoring(oa);
+}
+
+void oa_free(struct onaccess *oa)
+{
+	if (!oa)
+		return;
+	stop_monitoring(oa);
+	/* what the pool still held was answered by pool_shutdown; anything
+	 * left never reached it */
+	while (oa->events) {
+		struct oa_event *e = oa->events;
+
+		unlink_event(oa, e);
+		util_close(&e->fd);
+		free(e);
+	}
+	free(oa->dirs);
+	free(oa->xuids);
+	free(oa);
+}

@@ -1,0 +1,83 @@
+/* onaccess_int: what onaccess.c (events, answers) and marks.c (the marks
+ * and the watch for new directories) share. Not for other modules. */
+#ifndef SE_FANOTIFY_ONACCESS_INT_H
+#define SE_FANOTIFY_ONACCESS_INT_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "common/evloop.h"
+#include "fanotify/onaccess.h"
+#include "scanengine/pool.h"
+
+struct oa_event {
+	struct onaccess *oa;
+	int fd;		/* the event's descriptor: ours until answered and scanned */
+	pid_t pid;	/* the opener */
+	uid_t uid;	/* its real uid, (uid_t)-1 when unknown */
+	uint64_t mask;	/* FAN_* */
+	bool perm;	/* a permission event: it must be answered */
+	bool answered;	/* (permission events) the answer is written */
+	bool scanning;	/* job is in the pool */
+	uint64_t t0_us; /* read */
+	uint64_t deadline_ms;
+	struct job job; /* its scan; fd a duplicate of the event descriptor */
+	struct oa_event *next, *prev;
+};
+
+/* One directory watched for new subdirectories (OnAccessIncludePath). */
+struct oa_dir {
+	int wd;
+	char *path;
+};
+
+struct oa_counters {
+	uint64_t open_perm, open_exec_perm, open, open_exec, close_write;
+	uint64_t allowed, denied, timed_out, too_large, excluded, overflows;
+	uint64_t scan_errors, overloaded, detections, answer_errors;
+	uint64_t max_latency_us;
+};
+
+struct onaccess {
+	const struct config *cfg;
+	const struct sandbox_identity *id;
+	struct evloop *ev;
+	struct pool *pool;
+	struct faults *faults;
+	pid_t self;
+	bool enabled, running, deny_on_failure;
+	bool inject_dup_failure; /* test hook, see onaccess.h */
+	uint64_t mask;		 /* what the marks ask for */
+	int fan;		 /* the group, -1 */
+	struct ev_handler fan_ev;
+	int ino; /* inotify for new directories, -1 */
+	struct ev_handler ino_ev;
+	struct oa_dir *dirs;
+	size_t ndirs, dirs_cap;
+	uid_t *xuids; /* excluded uids: resolved names and numbers */
+	size_t nxuids;
+	uint64_t retry_at_ms;	 /* 0: no retry pending */
+	char failure[512];	 /* why monitoring is not running */
+	struct oa_event *events; /* in flight */
+	unsigned int inflight;
+	struct oa_counters n;
+};
+
+/* ---- marks.c ---- */
+
+/* oa_marks_add: mark every OnAccessMountPath mount and OnAccessIncludePath
+ * tree and watch the trees for new directories. Returns 0 or -errno with
+ * err[512] naming the path and the errno (for fault 8). */
+int oa_marks_add(struct onaccess *oa, char *err);
+
+/* oa_marks_drop: forget the watched directories (the descriptors are
+ * closed by the caller). */
+void oa_marks_drop(struct onaccess *oa);
+
+/* oa_marks_on_inotify: the inotify descriptor is readable: mark new
+ * directories. */
+void oa_marks_on_inotify(struct ev_handler *h, uint32_t revents);
+
+#endif
