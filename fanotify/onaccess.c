@@ -119,6 +119,8 @@ struct onaccess *oa_new(const struct config *cfg, const struct sandbox_identity 
 			log_warn("OnAccessExcludeUname: no user '%s'; not excluded",
 				 cfg->oa_exclude_uname.items[i]);
 	}
+	if (!r)
+		r = oa_cache_init(&oa->cache, OA_CACHE_SIZE);
 	if (r) {
 		snprintf(err, 256, "out of memory");
 		oa_free(oa);
@@ -178,7 +180,7 @@ static void answer(struct onaccess *oa, struct oa_event *e, bool allow)
  * back: only then is its descriptor closed. */
 static void maybe_free(struct onaccess *oa, struct oa_event *e)
 {
-	if ((e->perm && !e->answered) || e->scanning)
+	if ((e->perm && !e->answered) || e->scanning || e->leader)
 		return;
 	unlink_event(oa, e);
 	util_close(&e->fd);
@@ -218,13 +220,52 @@ static void report_detection(struct onaccess *oa, struct oa_event *e, const char
 		json_object_put(d);
 }
 
-static void scan_done(struct job *j, const struct job_result *r)
+static bool same_file(const struct stat *a, const struct stat *b)
 {
-	struct oa_event *e = container_of(j, struct oa_event, job);
-	struct onaccess *oa = e->oa;
+	return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
+	       a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec &&
+	       a->st_ctim.tv_sec == b->st_ctim.tv_sec && a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
+}
+
+/* The events an ignore mark silences: the opens (never close-write). */
+static uint64_t ignore_mask(const struct onaccess *oa)
+{
+	return oa->mask & (FAN_OPEN_PERM | FAN_OPEN_EXEC_PERM | FAN_OPEN | FAN_OPEN_EXEC);
+}
+
+/* A clean file: an ignore mark on its inode (the next open of it costs no
+ * round trip; a write or truncate removes the mark) and the verdict in
+ * the user-space table. The kernel accepts a mark on an inode open for
+ * writing and installs nothing; and the file may have changed while it was
+ * scanned: if it is not what was scanned any more, the mark goes again
+ * and nothing is cached. */
+static void remember_clean(struct onaccess *oa, struct oa_event *e)
+{
+	struct stat now;
+
+	if (oa->fan < 0 || (e->mask & FAN_CLOSE_WRITE))
+		return;
+	if (fanotify_mark(oa->fan, FAN_MARK_ADD | FAN_MARK_IGNORE | FAN_MARK_EVICTABLE,
+			  ignore_mask(oa), e->fd, NULL) < 0) {
+		oa->n.marks_refused++;
+		return;
+	}
+	if (fstat(e->fd, &now) < 0 || !same_file(&now, &e->st)) {
+		fanotify_mark(oa->fan, FAN_MARK_REMOVE | FAN_MARK_IGNORE, ignore_mask(oa), e->fd,
+			      NULL);
+		oa->n.marks_refused++;
+		return;
+	}
+	oa->n.marks_placed++;
+	oa->marks_since_flush++;
+	oa_cache_put(&oa->cache, &e->st, util_now_ms());
+}
+
+/* One verdict for e (the leader or a follower). */
+static void verdict(struct onaccess *oa, struct oa_event *e, const struct job_result *r)
+{
 	bool late = e->answered;
 
-	e->scanning = false;
 	if (r->verdict == VERDICT_VIRUS) {
 		bool deny = e->perm && !late && oa->cfg->oa_prevention;
 
@@ -237,6 +278,26 @@ static void scan_done(struct job *j, const struct job_result *r)
 		if (!late)
 			oa->n.scan_errors++;
 		answer(oa, e, !oa->deny_on_failure);
+	}
+}
+
+static void scan_done(struct job *j, const struct job_result *r)
+{
+	struct oa_event *e = container_of(j, struct oa_event, job);
+	struct onaccess *oa = e->oa;
+
+	e->scanning = false;
+	verdict(oa, e, r);
+	if (r->verdict == VERDICT_CLEAN)
+		remember_clean(oa, e);
+	/* the other openers of the same file: the same verdict */
+	while (e->followers) {
+		struct oa_event *f = e->followers;
+
+		e->followers = f->fnext;
+		verdict(oa, f, r);
+		f->leader = NULL;
+		maybe_free(oa, f);
 	}
 	maybe_free(oa, e);
 }
@@ -324,6 +385,17 @@ static void settle(struct onaccess *oa, int fd, bool perm, bool allow)
 	close(fd);
 }
 
+/* A scan of the same file (as it is now) already under way, that e can
+ * wait on instead of a scan of its own. */
+static struct oa_event *leader_for(struct onaccess *oa, const struct oa_event *e)
+{
+	for (struct oa_event *l = oa->events; l; l = l->next)
+		if (l != e && l->scanning && !l->leader && !(l->mask & FAN_CLOSE_WRITE) &&
+		    same_file(&l->st, &e->st))
+			return l;
+	return NULL;
+}
+
 static void take(struct onaccess *oa, const struct fanotify_event_metadata *md)
 {
 	bool perm = md->mask & (FAN_OPEN_PERM | FAN_OPEN_EXEC_PERM);
@@ -346,6 +418,11 @@ static void take(struct onaccess *oa, const struct fanotify_event_metadata *md)
 		settle(oa, md->fd, perm, true);
 		return;
 	}
+	if (!(md->mask & FAN_CLOSE_WRITE) && oa_cache_hit(&oa->cache, &st, util_now_ms())) {
+		oa->n.cache_hits++;
+		settle(oa, md->fd, perm, true);
+		return;
+	}
 	e = oa->inflight < OA_MAX_INFLIGHT ? calloc(1, sizeof(*e)) : NULL;
 	if (!e) {
 		oa->n.overloaded++;
@@ -358,13 +435,25 @@ static void take(struct onaccess *oa, const struct fanotify_event_metadata *md)
 			       .uid = uid,
 			       .mask = md->mask,
 			       .perm = perm,
-			       .t0_us = util_now_us()};
+			       .t0_us = util_now_us(),
+			       .st = st};
 	e->deadline_ms = util_now_ms() + oa->cfg->oa_perm_timeout * 1000ULL;
 	e->next = oa->events;
 	if (oa->events)
 		oa->events->prev = e;
 	oa->events = e;
 	oa->inflight++;
+	if (!(md->mask & FAN_CLOSE_WRITE)) {
+		struct oa_event *l = leader_for(oa, e);
+
+		if (l) {
+			e->leader = l;
+			e->fnext = l->followers;
+			l->followers = e;
+			oa->n.joined++;
+			return;
+		}
+	}
 	e->job.fd = oa->inject_dup_failure ? -1 : fcntl(e->fd, F_DUPFD_CLOEXEC, 3);
 	if (e->job.fd < 0) {
 		oa->n.scan_errors++;
@@ -376,6 +465,7 @@ static void take(struct onaccess *oa, const struct fanotify_event_metadata *md)
 	e->job.done = scan_done;
 	e->job.owner = oa;
 	e->scanning = true;
+	oa->n.scans++;
 	pool_submit(oa->pool, &e->job); /* may call scan_done at once */
 }
 
@@ -481,12 +571,50 @@ int oa_start(struct onaccess *oa)
 	}
 	oa->running = true;
 	oa->failure[0] = '\0';
+	oa->flush_at_ms = util_now_ms() + OA_CACHE_TTL_S * 1000ULL;
 	if (oa->faults)
 		faults_clear(oa->faults, FAULT_MONITOR_FAILED, "on-access monitoring is running");
 	log_info("on-access scanning running (%s, fail policy %s, %zu directories watched)",
 		 oa->cfg->oa_prevention ? "prevention" : "notify only", oa->cfg->oa_fail_policy,
 		 oa->ndirs);
 	return 0;
+}
+
+/* Forget every clean verdict: the user-space table by generation, the
+ * kernel's ignore marks by a flush of the group's inode marks, which takes
+ * the directory marks too: they are placed again at once (in the same
+ * iteration of the loop; opens in the trees between the two, a few
+ * milliseconds for a big tree, go unscanned). Mount marks stay. */
+static void flush_verdicts(struct onaccess *oa, const char *why)
+{
+	char err[512];
+	uint64_t t0 = util_now_us();
+
+	oa_cache_invalidate(&oa->cache);
+	oa->flush_at_ms = util_now_ms() + OA_CACHE_TTL_S * 1000ULL;
+	if (oa->fan < 0 || !oa->marks_since_flush)
+		return;
+	oa->marks_since_flush = 0;
+	oa->n.cache_flushes++;
+	if (fanotify_mark(oa->fan, FAN_MARK_FLUSH, 0, AT_FDCWD, NULL) < 0) {
+		int r = -errno;
+
+		snprintf(err, sizeof(err), "flushing the ignore marks: %s", strerror(-r));
+		fail8(oa, r, err);
+		return;
+	}
+	if (oa_marks_add(oa, err) < 0) {
+		fail8(oa, -EIO, err);
+		return;
+	}
+	log_info("on-access: clean verdicts forgotten (%s); marks renewed in %llu us", why,
+		 (unsigned long long)(util_now_us() - t0));
+}
+
+void oa_definitions_changed(struct onaccess *oa)
+{
+	if (oa && oa->enabled)
+		flush_verdicts(oa, "new definitions");
 }
 
 void oa_reload(struct onaccess *oa)
@@ -503,15 +631,15 @@ void oa_tick(struct onaccess *oa)
 		return;
 	if (oa->retry_at_ms && now >= oa->retry_at_ms)
 		oa_start(oa);
+	if (oa->running && now >= oa->flush_at_ms)
+		flush_verdicts(oa, "their time is up");
 	for (struct oa_event *e = oa->events, *next; e; e = next) {
 		next = e->next;
 		if (e->perm && !e->answered && now >= e->deadline_ms) {
 			oa->n.timed_out++;
 			answer(oa, e, !oa->deny_on_failure);
-			if (e->scanning)
-				pool_cancel(oa->pool, &e->job); /* may end in scan_done now */
-			else
-				maybe_free(oa, e);
+			/* its scan (or its leader's) goes on: a verdict is still
+			 * worth reporting, and it frees the event */
 		}
 	}
 }
@@ -535,6 +663,12 @@ void oa_status(const struct onaccess *oa, struct json_object *o)
 		{"detections", offsetof(struct oa_counters, detections)},
 		{"answer_errors", offsetof(struct oa_counters, answer_errors)},
 		{"max_latency_us", offsetof(struct oa_counters, max_latency_us)},
+		{"scans", offsetof(struct oa_counters, scans)},
+		{"cache_hits", offsetof(struct oa_counters, cache_hits)},
+		{"marks_placed", offsetof(struct oa_counters, marks_placed)},
+		{"marks_refused", offsetof(struct oa_counters, marks_refused)},
+		{"joined", offsetof(struct oa_counters, joined)},
+		{"cache_flushes", offsetof(struct oa_counters, cache_flushes)},
 	};
 
 	json_object_object_add(s, "enabled", json_object_new_boolean(oa->enabled));
@@ -580,6 +714,7 @@ void oa_free(struct onaccess *oa)
 		util_close(&e->fd);
 		free(e);
 	}
+	oa_cache_free(&oa->cache);
 	free(oa->dirs);
 	free(oa->xuids);
 	free(oa);

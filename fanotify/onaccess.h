@@ -55,8 +55,10 @@ struct pool;
 struct faults;
 struct onaccess;
 
-#define OA_RETRY_S	60   /* set-up retried this often while fault 8 is raised */
-#define OA_MAX_INFLIGHT 2048 /* permission events waiting for a verdict, at most */
+#define OA_RETRY_S	60    /* set-up retried this often while fault 8 is raised */
+#define OA_CACHE_TTL_S	600   /* a clean verdict is trusted this long at most */
+#define OA_CACHE_SIZE	65536 /* verdicts kept in user space */
+#define OA_MAX_INFLIGHT 2048  /* permission events waiting for a verdict, at most */
 
 /* oa_check_config: the on-access settings that the configuration parser
  * cannot check alone: OnAccessFailPolicy is allow or deny, OnAccessExcludeUID
@@ -79,6 +81,10 @@ bool oa_enabled(const struct onaccess *oa);
  * oa_tick retries); success clears it. Returns 0 or the -errno of the
  * failure. Nothing to do (and 0) when not enabled. */
 int oa_start(struct onaccess *oa);
+
+/* oa_definitions_changed: an engine with other definitions is up: every
+ * clean verdict is forgotten (the kernel's ignore marks too). */
+void oa_definitions_changed(struct onaccess *oa);
 
 /* oa_reload: RELOAD: a set-up that failed (fault 8) is tried again now. */
 void oa_reload(struct onaccess *oa);

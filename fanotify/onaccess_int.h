@@ -6,6 +6,7 @@
 #include <limits.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include "common/evloop.h"
@@ -23,8 +24,29 @@ struct oa_event {
 	bool scanning;	/* job is in the pool */
 	uint64_t t0_us; /* read */
 	uint64_t deadline_ms;
+	struct stat st; /* the file when the event was read */
 	struct job job; /* its scan; fd a duplicate of the event descriptor */
 	struct oa_event *next, *prev;
+	/* several opens of the same file wait on one scan: the first (the
+	 * leader) scans, the others follow it and are freed with it */
+	struct oa_event *leader;
+	struct oa_event *followers; /* (leader) linked by fnext */
+	struct oa_event *fnext;
+};
+
+struct oa_cache_entry {
+	dev_t dev;
+	ino_t ino;
+	off_t size;
+	int64_t mtime_ns, ctime_ns;
+	uint64_t gen; /* the cache generation it was put under */
+	uint64_t expires_ms;
+};
+
+struct oa_cache {
+	struct oa_cache_entry *v;
+	size_t cap;
+	uint64_t gen; /* bumped when the definitions change */
 };
 
 /* One directory watched for new subdirectories (OnAccessIncludePath). */
@@ -37,6 +59,7 @@ struct oa_counters {
 	uint64_t open_perm, open_exec_perm, open, open_exec, close_write;
 	uint64_t allowed, denied, timed_out, too_large, excluded, overflows;
 	uint64_t scan_errors, overloaded, detections, answer_errors;
+	uint64_t scans, cache_hits, marks_placed, marks_refused, joined, cache_flushes;
 	uint64_t max_latency_us;
 };
 
@@ -63,7 +86,22 @@ struct onaccess {
 	struct oa_event *events; /* in flight */
 	unsigned int inflight;
 	struct oa_counters n;
+	struct oa_cache cache;
+	uint64_t flush_at_ms;	    /* the next flush of the ignore marks (the TTL) */
+	uint64_t marks_since_flush; /* ignore marks placed since */
 };
+
+/* ---- cache.c ---- */
+
+int oa_cache_init(struct oa_cache *c, size_t cap);
+void oa_cache_free(struct oa_cache *c);
+/* oa_cache_hit: whether st (the file now) was found clean with the current
+ * definitions, less than OA_CACHE_TTL_S ago. */
+bool oa_cache_hit(const struct oa_cache *c, const struct stat *st, uint64_t now_ms);
+/* oa_cache_put: st was found clean now. */
+void oa_cache_put(struct oa_cache *c, const struct stat *st, uint64_t now_ms);
+/* oa_cache_invalidate: forget every verdict (new definitions). */
+void oa_cache_invalidate(struct oa_cache *c);
 
 /* ---- marks.c ---- */
 

@@ -234,6 +234,7 @@ static void on_engine_ready(void *arg, const struct msg_engine_info *info)
 	char st[256];
 
 	loader_engine_ready(s->loader, info);
+	oa_definitions_changed(s->oa);
 	snprintf(st, sizeof(st), "READY=1\nSTATUS=%u signatures, database version %u", info->sigs,
 		 info->db_version);
 	if (!s->started) {
