@@ -206,6 +206,12 @@ static const struct key keys[] = {
 	K_BOOL("OnAccessPrevention", oa_prevention, "no"),
 	K_STR("OnAccessFailPolicy", oa_fail_policy, "allow"),
 	K_UINT("OnAccessPermTimeout", oa_perm_timeout, "5", 1, 3600),
+	K_LIST("OnAccessExcludeProcess", oa_exclude_process),
+	K_UINT("OnAccessQueueHigh", oa_queue_high, "256", 2, 100000),
+	K_UINT("OnAccessQueueLow", oa_queue_low, "64", 1, 100000),
+	K_UINT("OverloadSeconds", oa_overload_seconds, "5", 1, 3600),
+	K_PATH("OnAccessQuarantineDirectory", oa_quarantine_dir, NULL),
+	K_STR("OnAccessQuarantineAction", oa_quarantine_action, "copy"),
 
 	/* path scanning */
 	K_REGEX("ExcludePath", exclude_path),

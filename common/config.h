@@ -112,6 +112,12 @@ struct config {
 	bool oa_prevention;		     /* OnAccessPrevention: deny what is infected */
 	char *oa_fail_policy;		     /* OnAccessFailPolicy: allow or deny */
 	unsigned int oa_perm_timeout;	     /* OnAccessPermTimeout, seconds */
+	struct config_list oa_exclude_process; /* OnAccessExcludeProcess: executables */
+	unsigned int oa_queue_high;	       /* OnAccessQueueHigh: events in flight */
+	unsigned int oa_queue_low;	       /* OnAccessQueueLow */
+	unsigned int oa_overload_seconds;      /* OverloadSeconds */
+	char *oa_quarantine_dir;	       /* OnAccessQuarantineDirectory */
+	char *oa_quarantine_action;	       /* OnAccessQuarantineAction: copy or move */
 
 	/* path scanning */
 	struct config_list exclude_path; /* ExcludePath (POSIX extended regex) */

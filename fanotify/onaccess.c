@@ -36,12 +36,23 @@ static int parse_uid(const char *s, uid_t *out)
 int oa_check_config(const struct config *cfg, char *err)
 {
 	const struct config_list *paths[] = {&cfg->oa_mount_path, &cfg->oa_include_path,
-					     &cfg->oa_exclude_path};
+					     &cfg->oa_exclude_path, &cfg->oa_exclude_process};
 	uid_t uid;
 
 	if (strcmp(cfg->oa_fail_policy, "allow") && strcmp(cfg->oa_fail_policy, "deny")) {
 		snprintf(err, 256, "OnAccessFailPolicy: '%.100s' is not allow or deny",
 			 cfg->oa_fail_policy);
+		return -EINVAL;
+	}
+	if (strcmp(cfg->oa_quarantine_action, "copy") &&
+	    strcmp(cfg->oa_quarantine_action, "move")) {
+		snprintf(err, 256, "OnAccessQuarantineAction: '%.100s' is not copy or move",
+			 cfg->oa_quarantine_action);
+		return -EINVAL;
+	}
+	if (cfg->oa_queue_low >= cfg->oa_queue_high) {
+		snprintf(err, 256, "OnAccessQueueLow (%u) must be below OnAccessQueueHigh (%u)",
+			 cfg->oa_queue_low, cfg->oa_queue_high);
 		return -EINVAL;
 	}
 	for (size_t i = 0; i < cfg->oa_exclude_uid.n; i++)
@@ -187,11 +198,61 @@ static void maybe_free(struct onaccess *oa, struct oa_event *e)
 	free(e);
 }
 
+/* OnAccessQuarantineDirectory: a copy of the infected file, read through
+ * the descriptor the event gave (what was scanned, whatever the path
+ * names now), mode 0600; "move" then removes the original if its path
+ * still names that very file. Returns the copy's path in qpath (or ""). */
+static void quarantine(struct onaccess *oa, struct oa_event *e, const char *path, char *qpath,
+		       size_t qlen)
+{
+	const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+	char buf[65536];
+	struct stat now;
+	off_t off = 0;
+	int out, r = 0;
+
+	qpath[0] = '\0';
+	if (!oa->cfg->oa_quarantine_dir)
+		return;
+	if (util_mkdir_p(oa->cfg->oa_quarantine_dir, 0700) < 0) {
+		log_error("on-access: quarantine %s: %s", oa->cfg->oa_quarantine_dir,
+			  strerror(errno));
+		return;
+	}
+	snprintf(qpath, qlen, "%s/%llu-%.200s", oa->cfg->oa_quarantine_dir,
+		 (unsigned long long)util_now_us(), base);
+	out = open(qpath, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	for (ssize_t n = 1; out >= 0 && !r && n > 0; off += n) {
+		n = pread(e->fd, buf, sizeof(buf), off);
+		r = n < 0 ? -errno : (n ? util_write_all(out, buf, (size_t)n) : 0);
+	}
+	if (out < 0 || r || fsync(out) < 0) {
+		log_error("on-access: cannot quarantine %s in %s: %s", path, qpath,
+			  strerror(out < 0 ? errno
+				   : -r	   ? -r
+					   : errno));
+		if (out >= 0)
+			unlink(qpath);
+		util_close(&out);
+		qpath[0] = '\0';
+		return;
+	}
+	close(out);
+	if (strcmp(oa->cfg->oa_quarantine_action, "move"))
+		return;
+	if (lstat(path, &now) == 0 && now.st_dev == e->st.st_dev && now.st_ino == e->st.st_ino &&
+	    unlink(path) == 0)
+		return;
+	log_error("on-access: %s was copied to %s but not removed: %s", path, qpath,
+		  errno ? strerror(errno) : "it is another file now");
+}
+
 /* After the answer: the detection, named and logged (these may block). */
 static void report_detection(struct onaccess *oa, struct oa_event *e, const char *sig,
-			     const char *action)
+			     const char *action, const char *exe)
 {
-	char link[64], path[PATH_MAX] = "?", exe[PATH_MAX] = "?", msg[PATH_MAX * 2 + 256];
+	char link[64], path[PATH_MAX] = "?", msg[PATH_MAX * 3 + 256];
+	char qpath[PATH_MAX];
 	struct json_object *d = json_object_new_object();
 	const struct msg_engine_info *info = pool_engine_info(oa->pool);
 	ssize_t n;
@@ -199,12 +260,14 @@ static void report_detection(struct onaccess *oa, struct oa_event *e, const char
 	snprintf(link, sizeof(link), "/proc/self/fd/%d", e->fd);
 	n = readlink(link, path, sizeof(path) - 1);
 	path[n > 0 ? n : 1] = '\0';
-	snprintf(link, sizeof(link), "/proc/%d/exe", (int)e->pid);
-	n = readlink(link, exe, sizeof(exe) - 1);
-	exe[n > 0 ? n : 1] = '\0';
 	oa->n.detections++;
-	snprintf(msg, sizeof(msg), "%s: %s FOUND (%s; pid %d, uid %d, %s)", path, sig, action,
-		 (int)e->pid, (int)e->uid, exe);
+	quarantine(oa, e, path, qpath, sizeof(qpath));
+	snprintf(msg, sizeof(msg), "%s: %s FOUND (%s; pid %d, uid %d, %s)%s%s", path, sig, action,
+		 (int)e->pid, (int)e->uid, exe,
+		 qpath[0] ? (strcmp(oa->cfg->oa_quarantine_action, "move") ? "; copied to "
+									   : "; moved to ")
+			  : "",
+		 qpath);
 	log_warn("on-access: %s", msg);
 	json_object_object_add(d, "path", json_object_new_string(path));
 	json_object_object_add(d, "signature", json_object_new_string(sig));
@@ -212,6 +275,8 @@ static void report_detection(struct onaccess *oa, struct oa_event *e, const char
 	json_object_object_add(d, "pid", json_object_new_int(e->pid));
 	json_object_object_add(d, "uid", json_object_new_int((int)e->uid));
 	json_object_object_add(d, "exe", json_object_new_string(exe));
+	if (qpath[0])
+		json_object_object_add(d, "quarantine", json_object_new_string(qpath));
 	json_object_object_add(d, "definitions_version",
 			       json_object_new_int64(info ? info->db_version : 0));
 	if (oa->faults)
@@ -261,6 +326,20 @@ static void remember_clean(struct onaccess *oa, struct oa_event *e)
 	oa_cache_put(&oa->cache, &e->st, util_now_ms());
 }
 
+/* The executable of pid ("?" once it is gone): read while a blocked opener
+ * still waits for its answer (procfs, in memory), as it exits right after. */
+static void exe_of(pid_t pid, char *exe, size_t len)
+{
+	char link[64];
+	ssize_t n;
+
+	snprintf(link, sizeof(link), "/proc/%d/exe", (int)pid);
+	n = readlink(link, exe, len - 1);
+	if (n <= 0)
+		n = snprintf(exe, len, "?");
+	exe[n] = '\0';
+}
+
 /* One verdict for e (the leader or a follower). */
 static void verdict(struct onaccess *oa, struct oa_event *e, const struct job_result *r)
 {
@@ -268,10 +347,13 @@ static void verdict(struct onaccess *oa, struct oa_event *e, const struct job_re
 
 	if (r->verdict == VERDICT_VIRUS) {
 		bool deny = e->perm && !late && oa->cfg->oa_prevention;
+		char exe[PATH_MAX];
 
+		exe_of(e->pid, exe, sizeof(exe));
 		answer(oa, e, !deny);
 		report_detection(oa, e, r->nnames ? r->names[0] : "?",
-				 deny ? "denied" : (late ? "allowed (timed out)" : "notified"));
+				 deny ? "denied" : (late ? "allowed (timed out)" : "notified"),
+				 exe);
 	} else if (r->verdict == VERDICT_CLEAN) {
 		answer(oa, e, true);
 	} else {
@@ -334,6 +416,18 @@ static bool excluded(struct onaccess *oa, pid_t pid, uid_t *uid)
 	for (size_t i = 0; i < oa->nxuids; i++)
 		if (oa->xuids[i] == *uid)
 			return true;
+	if (oa->cfg->oa_exclude_process.n) {
+		char exe[PATH_MAX];
+
+		snprintf(path, sizeof(path), "/proc/%d/exe", (int)pid);
+		n = readlink(path, exe, sizeof(exe) - 1);
+		if (n > 0) {
+			exe[n] = '\0';
+			for (size_t i = 0; i < oa->cfg->oa_exclude_process.n; i++)
+				if (!strcmp(exe, oa->cfg->oa_exclude_process.items[i]))
+					return true;
+		}
+	}
 	return false;
 }
 
@@ -423,6 +517,12 @@ static void take(struct onaccess *oa, const struct fanotify_event_metadata *md)
 		settle(oa, md->fd, perm, true);
 		return;
 	}
+	oa_overload_note(oa, md->pid);
+	if (perm && oa_overloaded(oa) && !(md->mask & FAN_OPEN_EXEC_PERM)) {
+		oa->n.overloaded++;
+		settle(oa, md->fd, perm, !oa->deny_on_failure);
+		return;
+	}
 	e = oa->inflight < OA_MAX_INFLIGHT ? calloc(1, sizeof(*e)) : NULL;
 	if (!e) {
 		oa->n.overloaded++;
@@ -483,8 +583,10 @@ static void on_fanotify(struct ev_handler *h, uint32_t revents)
 		if (n <= 0)
 			break;
 		for (; FAN_EVENT_OK(md, n); md = FAN_EVENT_NEXT(md, n)) {
-			if (md->mask & FAN_Q_OVERFLOW)
+			if (md->mask & FAN_Q_OVERFLOW) {
 				oa->n.overflows++;
+				oa_overload_overflow(oa);
+			}
 			if (md->fd < 0)
 				continue;
 			if (md->vers != FANOTIFY_METADATA_VERSION) {
@@ -633,6 +735,8 @@ void oa_tick(struct onaccess *oa)
 		oa_start(oa);
 	if (oa->running && now >= oa->flush_at_ms)
 		flush_verdicts(oa, "their time is up");
+	if (oa->running)
+		oa_overload_tick(oa, now);
 	for (struct oa_event *e = oa->events, *next; e; e = next) {
 		next = e->next;
 		if (e->perm && !e->answered && now >= e->deadline_ms) {
@@ -690,6 +794,7 @@ void oa_status(const struct onaccess *oa, struct json_object *o)
 			json_object_new_int64(*(const int64_t *)(const void *)((const char *)n +
 									       counters[i].off)));
 	json_object_object_add(s, "in_flight", json_object_new_int((int)oa->inflight));
+	json_object_object_add(s, "overload", json_object_new_boolean(oa->overload));
 	json_object_object_add(s, "watched_directories", json_object_new_int64((int64_t)oa->ndirs));
 	json_object_object_add(o, "onaccess", s);
 }

@@ -55,6 +55,13 @@ struct oa_dir {
 	char *path;
 };
 
+#define OA_PROCS 512 /* processes counted for fault 18 */
+
+struct oa_proc {
+	pid_t pid;
+	uint32_t count;
+};
+
 struct oa_counters {
 	uint64_t open_perm, open_exec_perm, open, open_exec, close_write;
 	uint64_t allowed, denied, timed_out, too_large, excluded, overflows;
@@ -87,9 +94,24 @@ struct onaccess {
 	unsigned int inflight;
 	struct oa_counters n;
 	struct oa_cache cache;
+	/* overload (fault 18, overload.c) */
+	bool overload, overflowed;
+	uint64_t above_since_ms, below_since_ms, window_start_ms;
+	struct oa_proc procs[OA_PROCS];
 	uint64_t flush_at_ms;	    /* the next flush of the ignore marks (the TTL) */
 	uint64_t marks_since_flush; /* ignore marks placed since */
 };
+
+/* ---- overload.c ---- */
+
+/* oa_overload_note: an event of pid entered the queue. */
+void oa_overload_note(struct onaccess *oa, pid_t pid);
+/* oa_overload_overflow: the kernel reported FAN_Q_OVERFLOW. */
+void oa_overload_overflow(struct onaccess *oa);
+/* oa_overloaded: fault 18 is raised: the overload policy applies. */
+bool oa_overloaded(const struct onaccess *oa);
+/* oa_overload_tick: raise or clear fault 18 (see overload.c). */
+void oa_overload_tick(struct onaccess *oa, uint64_t now);
 
 /* ---- cache.c ---- */
 
