@@ -520,6 +520,7 @@ static void take(struct onaccess *oa, const struct fanotify_event_metadata *md)
 	oa_overload_note(oa, md->pid);
 	if (perm && oa_overloaded(oa) && !(md->mask & FAN_OPEN_EXEC_PERM)) {
 		oa->n.overloaded++;
+		oa->last_bypass_ms = util_now_ms();
 		settle(oa, md->fd, perm, !oa->deny_on_failure);
 		return;
 	}

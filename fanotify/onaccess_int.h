@@ -97,6 +97,7 @@ struct onaccess {
 	/* overload (fault 18, overload.c) */
 	bool overload, overflowed;
 	uint64_t above_since_ms, below_since_ms, window_start_ms;
+	uint64_t last_bypass_ms; /* the overload policy answered an event */
 	struct oa_proc procs[OA_PROCS];
 	uint64_t flush_at_ms;	    /* the next flush of the ignore marks (the TTL) */
 	uint64_t marks_since_flush; /* ignore marks placed since */

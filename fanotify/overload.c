@@ -8,7 +8,9 @@
  * (OnAccessExcludeProcess); while it is raised, permission events for
  * plain opens are answered by the fail policy at once (execs and
  * close-write are still scanned). It clears when the queue has stayed
- * under OnAccessQueueLow for OverloadSeconds.
+ * under OnAccessQueueLow, and the policy has had nothing to answer, for
+ * OverloadSeconds: while the policy answers events the queue is short
+ * because of it, and the storm that filled it is still on.
  *
  * Events per process are counted in a small table, forgotten every
  * OA_PROC_WINDOW_S while there is no overload. */
@@ -145,7 +147,7 @@ void oa_overload_tick(struct onaccess *oa, uint64_t now)
 		return;
 	}
 	oa->overflowed = false;
-	if (oa->inflight >= oa->cfg->oa_queue_low) {
+	if (oa->inflight >= oa->cfg->oa_queue_low || now - oa->last_bypass_ms < hold) {
 		oa->below_since_ms = 0;
 		return;
 	}
