@@ -19,8 +19,6 @@
 #include "fanotify/onaccess_int.h"
 #include "scanengine/faults.h"
 
-#define READ_BUF (64 * 1024)
-
 /* ---- configuration -------------------------------------------------------- */
 
 static int parse_uid(const char *s, uid_t *out)
@@ -95,7 +93,9 @@ struct onaccess *oa_new(const struct config *cfg, const struct sandbox_identity 
 		snprintf(err, 256, "out of memory");
 		return NULL;
 	}
-	*oa = (struct onaccess){.cfg = cfg,
+	*oa = (struct onaccess){.stop_efd = -1,
+				.wake_efd = -1,
+				.cfg = cfg,
 				.id = id,
 				.ev = ev,
 				.pool = pool,
@@ -103,6 +103,7 @@ struct onaccess *oa_new(const struct config *cfg, const struct sandbox_identity 
 				.fan = -1,
 				.ino = -1,
 				.self = getpid()};
+	pthread_mutex_init(&oa->qmu, NULL);
 	oa->enabled = cfg->oa_mount_path.n || cfg->oa_include_path.n;
 	oa->inject_dup_failure = getenv("SCANENGINE_FAULT_INJECT") &&
 				 !strcmp(getenv("SCANENGINE_FAULT_INJECT"), "onaccess.dup");
@@ -252,7 +253,7 @@ static void report_detection(struct onaccess *oa, struct oa_event *e, const char
 			     const char *action, const char *exe)
 {
 	char link[64], path[PATH_MAX] = "?", msg[PATH_MAX * 3 + 256];
-	char qpath[PATH_MAX];
+	char qpath[PATH_MAX], uid[16] = "?";
 	struct json_object *d = json_object_new_object();
 	const struct msg_engine_info *info = pool_engine_info(oa->pool);
 	ssize_t n;
@@ -262,8 +263,10 @@ static void report_detection(struct onaccess *oa, struct oa_event *e, const char
 	path[n > 0 ? n : 1] = '\0';
 	oa->n.detections++;
 	quarantine(oa, e, path, qpath, sizeof(qpath));
-	snprintf(msg, sizeof(msg), "%s: %s FOUND (%s; pid %d, uid %d, %s)%s%s", path, sig, action,
-		 (int)e->pid, (int)e->uid, exe,
+	if (e->uid != (uid_t)-1)
+		snprintf(uid, sizeof(uid), "%u", (unsigned int)e->uid);
+	snprintf(msg, sizeof(msg), "%s: %s FOUND (%s; pid %d, uid %s, %s)%s%s", path, sig, action,
+		 (int)e->pid, uid, exe,
 		 qpath[0] ? (strcmp(oa->cfg->oa_quarantine_action, "move") ? "; copied to "
 									   : "; moved to ")
 			  : "",
@@ -273,7 +276,9 @@ static void report_detection(struct onaccess *oa, struct oa_event *e, const char
 	json_object_object_add(d, "signature", json_object_new_string(sig));
 	json_object_object_add(d, "action", json_object_new_string(action));
 	json_object_object_add(d, "pid", json_object_new_int(e->pid));
-	json_object_object_add(d, "uid", json_object_new_int((int)e->uid));
+	/* a writer gone before its close-write was read: unknown */
+	json_object_object_add(d, "uid",
+			       e->uid != (uid_t)-1 ? json_object_new_int64(e->uid) : NULL);
 	json_object_object_add(d, "exe", json_object_new_string(exe));
 	if (qpath[0])
 		json_object_object_add(d, "quarantine", json_object_new_string(qpath));
@@ -386,51 +391,6 @@ static void scan_done(struct job *j, const struct job_result *r)
 
 /* ---- events --------------------------------------------------------------- */
 
-/* Whether pid belongs to the service or an excluded user: from
- * /proc/<pid>/status (procfs, no I/O, no NSS). */
-static bool excluded(struct onaccess *oa, pid_t pid, uid_t *uid)
-{
-	char path[64], buf[2048], *p;
-	long ppid = -1;
-	ssize_t n;
-	int fd;
-
-	*uid = (uid_t)-1;
-	if (pid == oa->self)
-		return true;
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return false;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return false;
-	buf[n] = '\0';
-	if ((p = strstr(buf, "\nPPid:")))
-		ppid = strtol(p + 6, NULL, 10);
-	if ((p = strstr(buf, "\nUid:")))
-		*uid = (uid_t)strtoul(p + 5, NULL, 10);
-	if (ppid == oa->self)
-		return true; /* the service's children: zygotes, validator, updater, ... */
-	for (size_t i = 0; i < oa->nxuids; i++)
-		if (oa->xuids[i] == *uid)
-			return true;
-	if (oa->cfg->oa_exclude_process.n) {
-		char exe[PATH_MAX];
-
-		snprintf(path, sizeof(path), "/proc/%d/exe", (int)pid);
-		n = readlink(path, exe, sizeof(exe) - 1);
-		if (n > 0) {
-			exe[n] = '\0';
-			for (size_t i = 0; i < oa->cfg->oa_exclude_process.n; i++)
-				if (!strcmp(exe, oa->cfg->oa_exclude_process.items[i]))
-					return true;
-		}
-	}
-	return false;
-}
-
 static bool in_excluded_tree(struct onaccess *oa, int fd)
 {
 	char link[64], path[PATH_MAX];
@@ -455,20 +415,6 @@ static bool in_excluded_tree(struct onaccess *oa, int fd)
 	return false;
 }
 
-static void count(struct onaccess *oa, uint64_t mask)
-{
-	if (mask & FAN_OPEN_PERM)
-		oa->n.open_perm++;
-	if (mask & FAN_OPEN_EXEC_PERM)
-		oa->n.open_exec_perm++;
-	if (mask & FAN_OPEN)
-		oa->n.open++;
-	if (mask & FAN_OPEN_EXEC)
-		oa->n.open_exec++;
-	if (mask & FAN_CLOSE_WRITE)
-		oa->n.close_write++;
-}
-
 /* Settle at once an event that is not scanned: the answer (allow, or the
  * fail policy), then its descriptor. */
 static void settle(struct onaccess *oa, int fd, bool perm, bool allow)
@@ -490,15 +436,15 @@ static struct oa_event *leader_for(struct onaccess *oa, const struct oa_event *e
 	return NULL;
 }
 
-static void take(struct onaccess *oa, const struct fanotify_event_metadata *md)
+/* An event the reader thread did not settle itself. */
+static void take(struct onaccess *oa, const struct oa_raw *md)
 {
 	bool perm = md->mask & (FAN_OPEN_PERM | FAN_OPEN_EXEC_PERM);
 	struct oa_event *e;
 	struct stat st;
-	uid_t uid;
+	uid_t uid = md->uid;
 
-	count(oa, md->mask);
-	if (excluded(oa, md->pid, &uid) || in_excluded_tree(oa, md->fd)) {
+	if (in_excluded_tree(oa, md->fd)) {
 		oa->n.excluded++;
 		settle(oa, md->fd, perm, true);
 		return;
@@ -570,44 +516,31 @@ static void take(struct onaccess *oa, const struct fanotify_event_metadata *md)
 	pool_submit(oa->pool, &e->job); /* may call scan_done at once */
 }
 
-/* Every record of the buffer is settled or owned before the next read. */
-static void on_fanotify(struct ev_handler *h, uint32_t revents)
+/* The reader thread queued events. */
+static void on_wake(struct ev_handler *h, uint32_t revents)
 {
-	struct onaccess *oa = container_of(h, struct onaccess, fan_ev);
-	static char buf[READ_BUF] __attribute__((aligned(8)));
+	struct onaccess *oa = container_of(h, struct onaccess, wake_ev);
+	struct oa_raw batch[64];
+	uint64_t v;
+	size_t n;
 
 	(void)revents;
-	for (int rounds = 0; rounds < 64 && oa->fan >= 0; rounds++) {
-		const struct fanotify_event_metadata *md = (const void *)buf;
-		ssize_t n = read(oa->fan, buf, sizeof(buf));
-
-		if (n <= 0)
-			break;
-		for (; FAN_EVENT_OK(md, n); md = FAN_EVENT_NEXT(md, n)) {
-			if (md->mask & FAN_Q_OVERFLOW) {
-				oa->n.overflows++;
-				oa_overload_overflow(oa);
-			}
-			if (md->fd < 0)
-				continue;
-			if (md->vers != FANOTIFY_METADATA_VERSION) {
-				settle(oa, md->fd, md->mask & (FAN_OPEN_PERM | FAN_OPEN_EXEC_PERM),
-				       true);
-				continue;
-			}
-			take(oa, md);
-		}
+	if (read(oa->wake_efd, &v, sizeof(v)) < 0) {
+		/* nothing to clear: the queue says what there is */
 	}
+	while ((n = oa_reader_take(oa, batch, SE_ARRAY_SIZE(batch))))
+		for (size_t i = 0; i < n; i++)
+			take(oa, &batch[i]);
 }
 
 /* ---- set-up and the rest ------------------------------------------------ */
 
 static void stop_monitoring(struct onaccess *oa)
 {
-	if (oa->fan >= 0) {
-		evloop_del(oa->ev, &oa->fan_ev);
-		util_close(&oa->fan); /* the kernel allows what is pending */
-	}
+	if (oa->wake_efd >= 0)
+		evloop_del(oa->ev, &oa->wake_ev);
+	oa_reader_stop(oa);
+	util_close(&oa->fan); /* the kernel allows what is pending */
 	if (oa->ino >= 0) {
 		evloop_del(oa->ev, &oa->ino_ev);
 		util_close(&oa->ino);
@@ -663,9 +596,14 @@ int oa_start(struct onaccess *oa)
 	r = oa_marks_add(oa, err);
 	if (r)
 		return fail8(oa, r, err);
-	oa->fan_ev = (struct ev_handler){.fd = oa->fan, .cb = on_fanotify};
+	r = oa_reader_start(oa);
+	if (r) {
+		snprintf(err, sizeof(err), "the reader thread: %s", strerror(-r));
+		return fail8(oa, r, err);
+	}
+	oa->wake_ev = (struct ev_handler){.fd = oa->wake_efd, .cb = on_wake};
 	oa->ino_ev = (struct ev_handler){.fd = oa->ino, .cb = oa_marks_on_inotify};
-	r = evloop_add(oa->ev, &oa->fan_ev, EPOLLIN);
+	r = evloop_add(oa->ev, &oa->wake_ev, EPOLLIN);
 	if (!r)
 		r = evloop_add(oa->ev, &oa->ino_ev, EPOLLIN);
 	if (r) {
@@ -752,7 +690,9 @@ void oa_tick(struct onaccess *oa)
 void oa_status(const struct onaccess *oa, struct json_object *o)
 {
 	struct json_object *s = json_object_new_object(), *ev = json_object_new_object();
-	const struct oa_counters *n = &oa->n;
+	struct oa_counters sum = oa->n;
+	const struct oa_counters *n = &sum;
+	const struct oa_tcounters *t = &oa->t;
 	static const struct {
 		const char *name;
 		size_t off;
@@ -776,6 +716,18 @@ void oa_status(const struct onaccess *oa, struct json_object *o)
 		{"cache_flushes", offsetof(struct oa_counters, cache_flushes)},
 	};
 
+	/* what the reader thread settled itself */
+	sum.open_perm += __atomic_load_n(&t->open_perm, __ATOMIC_RELAXED);
+	sum.open_exec_perm += __atomic_load_n(&t->open_exec_perm, __ATOMIC_RELAXED);
+	sum.open += __atomic_load_n(&t->open, __ATOMIC_RELAXED);
+	sum.open_exec += __atomic_load_n(&t->open_exec, __ATOMIC_RELAXED);
+	sum.close_write += __atomic_load_n(&t->close_write, __ATOMIC_RELAXED);
+	sum.excluded += __atomic_load_n(&t->excluded, __ATOMIC_RELAXED);
+	sum.allowed += __atomic_load_n(&t->allowed, __ATOMIC_RELAXED);
+	sum.denied += __atomic_load_n(&t->denied, __ATOMIC_RELAXED);
+	sum.overflows += __atomic_load_n(&t->overflows, __ATOMIC_RELAXED);
+	sum.overloaded += __atomic_load_n(&t->overloaded, __ATOMIC_RELAXED);
+	sum.answer_errors += __atomic_load_n(&t->answer_errors, __ATOMIC_RELAXED);
 	json_object_object_add(s, "enabled", json_object_new_boolean(oa->enabled));
 	json_object_object_add(s, "running", json_object_new_boolean(oa->running));
 	json_object_object_add(s, "prevention", json_object_new_boolean(oa->cfg->oa_prevention));
@@ -794,7 +746,10 @@ void oa_status(const struct onaccess *oa, struct json_object *o)
 			s, counters[i].name,
 			json_object_new_int64(*(const int64_t *)(const void *)((const char *)n +
 									       counters[i].off)));
-	json_object_object_add(s, "in_flight", json_object_new_int((int)oa->inflight));
+	json_object_object_add(
+		s, "in_flight",
+		json_object_new_int(
+			(int)(oa->inflight + __atomic_load_n(&oa->qlen, __ATOMIC_RELAXED))));
 	json_object_object_add(s, "overload", json_object_new_boolean(oa->overload));
 	json_object_object_add(s, "watched_directories", json_object_new_int64((int64_t)oa->ndirs));
 	json_object_object_add(o, "onaccess", s);
@@ -821,6 +776,7 @@ void oa_free(struct onaccess *oa)
 		free(e);
 	}
 	oa_cache_free(&oa->cache);
+	pthread_mutex_destroy(&oa->qmu);
 	free(oa->dirs);
 	free(oa->xuids);
 	free(oa);

@@ -4,6 +4,7 @@
 #define SE_FANOTIFY_ONACCESS_INT_H
 
 #include <limits.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/stat.h>
@@ -49,6 +50,20 @@ struct oa_cache {
 	uint64_t gen; /* bumped when the definitions change */
 };
 
+/* An event the reader thread hands to the event loop. */
+struct oa_raw {
+	int fd;
+	uint64_t mask;
+	pid_t pid;
+	uid_t uid;
+};
+
+/* Counters the reader thread keeps (atomically). */
+struct oa_tcounters {
+	uint64_t open_perm, open_exec_perm, open, open_exec, close_write;
+	uint64_t excluded, allowed, denied, overflows, overloaded, answer_errors;
+};
+
 /* One directory watched for new subdirectories (OnAccessIncludePath). */
 struct oa_dir {
 	int wd;
@@ -81,7 +96,15 @@ struct onaccess {
 	bool inject_dup_failure; /* test hook, see onaccess.h */
 	uint64_t mask;		 /* what the marks ask for */
 	int fan;		 /* the group, -1 */
-	struct ev_handler fan_ev;
+	/* the reader thread (reader.c) and its queue to the event loop */
+	pthread_t thread;
+	bool thread_running;
+	int stop_efd, wake_efd;
+	struct ev_handler wake_ev;
+	pthread_mutex_t qmu;
+	struct oa_raw q[OA_MAX_INFLIGHT];
+	size_t qhead, qlen;
+	struct oa_tcounters t;
 	int ino; /* inotify for new directories, -1 */
 	struct ev_handler ino_ev;
 	struct oa_dir *dirs;
@@ -95,7 +118,8 @@ struct onaccess {
 	struct oa_counters n;
 	struct oa_cache cache;
 	/* overload (fault 18, overload.c) */
-	bool overload, overflowed;
+	bool overload;
+	bool overflowed; /* set by the reader thread (atomic) */
 	uint64_t above_since_ms, below_since_ms, window_start_ms;
 	uint64_t last_bypass_ms; /* the overload policy answered an event */
 	struct oa_proc procs[OA_PROCS];
@@ -103,12 +127,20 @@ struct onaccess {
 	uint64_t marks_since_flush; /* ignore marks placed since */
 };
 
+/* ---- reader.c ---- */
+
+/* oa_reader_start: the reader thread over oa->fan. Returns 0 or -errno. */
+int oa_reader_start(struct onaccess *oa);
+/* oa_reader_stop: stop and join it; events still queued are closed (the
+ * group's close answers them). Call before closing the group. */
+void oa_reader_stop(struct onaccess *oa);
+/* oa_reader_take: up to max queued events, oldest first. */
+size_t oa_reader_take(struct onaccess *oa, struct oa_raw *out, size_t max);
+
 /* ---- overload.c ---- */
 
 /* oa_overload_note: an event of pid entered the queue. */
 void oa_overload_note(struct onaccess *oa, pid_t pid);
-/* oa_overload_overflow: the kernel reported FAN_Q_OVERFLOW. */
-void oa_overload_overflow(struct onaccess *oa);
 /* oa_overloaded: fault 18 is raised: the overload policy applies. */
 bool oa_overloaded(const struct onaccess *oa);
 /* oa_overload_tick: raise or clear fault 18 (see overload.c). */

@@ -105,11 +105,6 @@ static void raise_18(struct onaccess *oa, const char *cause)
 		json_object_put(d);
 }
 
-void oa_overload_overflow(struct onaccess *oa)
-{
-	oa->overflowed = true;
-}
-
 bool oa_overloaded(const struct onaccess *oa)
 {
 	return oa->overload;
@@ -120,8 +115,7 @@ void oa_overload_tick(struct onaccess *oa, uint64_t now)
 	uint64_t hold = oa->cfg->oa_overload_seconds * 1000ULL;
 
 	if (!oa->overload) {
-		if (oa->overflowed) {
-			oa->overflowed = false;
+		if (__atomic_exchange_n(&oa->overflowed, false, __ATOMIC_RELAXED)) {
 			raise_18(oa, "the kernel's event queue overflowed");
 			return;
 		}
@@ -146,7 +140,7 @@ void oa_overload_tick(struct onaccess *oa, uint64_t now)
 		}
 		return;
 	}
-	oa->overflowed = false;
+	__atomic_store_n(&oa->overflowed, false, __ATOMIC_RELAXED);
 	if (oa->inflight >= oa->cfg->oa_queue_low || now - oa->last_bypass_ms < hold) {
 		oa->below_since_ms = 0;
 		return;
