@@ -755,6 +755,33 @@ void oa_status(const struct onaccess *oa, struct json_object *o)
 	json_object_object_add(o, "onaccess", s);
 }
 
+void oa_stats_text(const struct onaccess *oa, char *buf, size_t len)
+{
+	struct json_object *o = json_object_new_object(), *s, *ev;
+	int64_t events = 0;
+
+	buf[0] = '\0';
+	if (!oa_enabled(oa))
+		goto out;
+	oa_status(oa, o);
+	s = json_object_object_get(o, "onaccess");
+	ev = json_object_object_get(s, "events");
+	json_object_object_foreach(ev, k, v)
+	{
+		(void)k;
+		events += json_object_get_int64(v);
+	}
+#define F(name) (long long)json_object_get_int64(json_object_object_get(s, name))
+	snprintf(buf, len,
+		 "ONACCESS: %s events %lld allowed %lld denied %lld timed_out %lld cache_hits %lld "
+		 "in_flight %lld max_latency_us %lld\n\n",
+		 oa->running ? "running" : "failed", (long long)events, F("allowed"), F("denied"),
+		 F("timed_out"), F("cache_hits"), F("in_flight"), F("max_latency_us"));
+#undef F
+out:
+	json_object_put(o);
+}
+
 void oa_close(struct onaccess *oa)
 {
 	if (oa)

@@ -96,6 +96,11 @@ void oa_tick(struct onaccess *oa);
 /* oa_status: add "onaccess" (state and counters) to o. */
 void oa_status(const struct onaccess *oa, struct json_object *o);
 
+/* oa_stats_text: for clamd's STATS reply, when on-access is enabled, one
+ * line "ONACCESS: running|failed events N allowed N denied N timed_out N
+ * cache_hits N in_flight N max_latency_us N\n\n" into buf (else ""). */
+void oa_stats_text(const struct onaccess *oa, char *buf, size_t len);
+
 /* oa_close: stop monitoring: the fanotify group is closed first (the
  * kernel then allows whatever is still pending, so no opener waits on a
  * service that is going away), then the inotify watches. Scans in flight

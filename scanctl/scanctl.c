@@ -615,6 +615,40 @@ static int cmd_status(const struct opts *o)
 		sc_print_kv("last load error", "%s", sc_jstr(st, "last_load_error"));
 	sc_print_kv("connections", "%lld", sc_jint(st, "connections"));
 	{
+		struct json_object *oa = NULL, *ev = NULL;
+
+		if (json_object_object_get_ex(st, "onaccess", &oa) &&
+		    json_object_get_boolean(json_object_object_get(oa, "enabled"))) {
+			json_object_object_get_ex(oa, "events", &ev);
+			sc_print_kv(
+				"on-access", "%s, %s, fail policy %s%s%s",
+				json_object_get_boolean(json_object_object_get(oa, "running"))
+					? "running"
+					: "NOT RUNNING",
+				json_object_get_boolean(json_object_object_get(oa, "prevention"))
+					? "prevention"
+					: "notify only",
+				sc_jstr(oa, "fail_policy"),
+				strcmp(sc_jstr(oa, "failure"), "-") ? ": " : "",
+				strcmp(sc_jstr(oa, "failure"), "-") ? sc_jstr(oa, "failure") : "");
+			sc_print_kv(
+				"on-access events",
+				"%lld opens, %lld execs, %lld writes; %lld allowed, %lld denied, "
+				"%lld timed out",
+				sc_jint(ev, "open_perm") + sc_jint(ev, "open"),
+				sc_jint(ev, "open_exec_perm") + sc_jint(ev, "open_exec"),
+				sc_jint(ev, "close_write"), sc_jint(oa, "allowed"),
+				sc_jint(oa, "denied"), sc_jint(oa, "timed_out"));
+			sc_print_kv(
+				"on-access cache",
+				"%lld scans, %lld hits in user space, %lld marks in the kernel; "
+				"queue %lld, max latency %lld us",
+				sc_jint(oa, "scans"), sc_jint(oa, "cache_hits"),
+				sc_jint(oa, "marks_placed"), sc_jint(oa, "in_flight"),
+				sc_jint(oa, "max_latency_us"));
+		}
+	}
+	{
 		struct json_object *up_ = NULL;
 
 		if (json_object_object_get_ex(st, "update", &up_) &&

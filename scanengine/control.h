@@ -34,6 +34,8 @@ struct control_hooks {
 	 * report) once it is over (report NULL: the service stops first).
 	 * Returns 0, or -errno and done is not called (-ENOENT: no mirror). */
 	int (*update)(void *arg, void (*done)(void *ctx, const char *report), void *ctx);
+	/* STATS: lines of the service's own to add (on-access), "" if none. */
+	void (*stats_lines)(void *arg, char *buf, size_t len);
 };
 
 struct control;

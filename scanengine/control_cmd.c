@@ -402,16 +402,18 @@ static void cmd_stats(struct conn *c, const struct command *cmd, const char *arg
 {
 	const struct msg_engine_info *info = pool_engine_info(c->ctl->pool);
 	double mib = info ? (double)info->rss_kb / 1024.0 : 0.0;
-	char pool_lines[256];
+	char pool_lines[256], extra[512] = "";
 
 	(void)cmd;
 	(void)arg;
 	pool_stats_text(c->ctl->pool, pool_lines, sizeof(pool_lines));
+	if (c->ctl->hooks.stats_lines)
+		c->ctl->hooks.stats_lines(c->ctl->hooks.arg, extra, sizeof(extra));
 	ctl_reply(c, seq, term,
-		  "POOLS: 1\n\nSTATE: VALID PRIMARY\n%s\tSTATS 0.000000 \n\n"
+		  "POOLS: 1\n\nSTATE: VALID PRIMARY\n%s\tSTATS 0.000000 \n\n%s"
 		  "MEMSTATS: heap N/A mmap N/A used N/A free N/A releasable N/A pools 1 "
 		  "pools_used %.3fM pools_total %.3fM\nEND",
-		  pool_lines, mib, mib);
+		  pool_lines, extra, mib, mib);
 }
 
 static void reply_json(struct conn *c, unsigned int seq, char term, struct json_object *o)

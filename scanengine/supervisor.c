@@ -314,6 +314,13 @@ static struct json_object *hook_faults(void *arg, bool history)
 	return history ? faults_history_json(s->faults, 200) : faults_active_json(s->faults);
 }
 
+static void hook_stats_lines(void *arg, char *buf, size_t len)
+{
+	struct supervisor *s = arg;
+
+	oa_stats_text(s->oa, buf, len);
+}
+
 static int hook_update(void *arg, void (*done)(void *ctx, const char *report), void *ctx)
 {
 	struct supervisor *s = arg;
@@ -549,7 +556,8 @@ int supervisor_run(struct config *cfg, int ready_fd)
 				   .status = hook_status,
 				   .faults = hook_faults,
 				   .reset_poison = hook_reset_poison,
-				   .update = hook_update};
+				   .update = hook_update,
+				   .stats_lines = hook_stats_lines};
 	struct faults_options fo = {0};
 	char state_file[4200];
 	char err[512];

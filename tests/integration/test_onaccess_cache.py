@@ -103,6 +103,14 @@ class CacheTest(OnAccessTestCase):
         self.assertEqual(oa3["scans"], 4, oa3)
         as_nobody("cat", clean)
         self.assertEqual(self.oa()["scans"], 4)
+        # the counters in clamd's STATS and in scanctl status
+        self.assertRegex(self.d.command(b"zSTATS\0"),
+                         rb"\tSTATS 0\.000000 \n\nONACCESS: running events \d+ allowed \d+ "
+                         rb"denied 0 timed_out 0 cache_hits \d+ in_flight 0 "
+                         rb"max_latency_us \d+\n\nMEMSTATS: ")
+        human = self.d.scanctl("status").stdout
+        self.assertRegex(human, r"on-access +running, prevention, fail policy allow\n")
+        self.assertRegex(human, r"on-access cache +4 scans, \d+ hits in user space, 3 marks")
 
     def test_file_open_for_write_is_scanned_again_after_the_writer_closes(self):
         f = self.put("growing.txt", b"", 0o666)
