@@ -56,7 +56,7 @@ static const char *unmarkable_fs(const char *path)
 	}
 }
 
-static bool excluded_tree(const struct onaccess *oa, const char *path)
+bool oa_path_excluded(const struct onaccess *oa, const char *path)
 {
 	for (size_t i = 0; i < oa->cfg->oa_exclude_path.n; i++) {
 		const char *x = oa->cfg->oa_exclude_path.items[i];
@@ -105,7 +105,7 @@ static int mark_tree(struct onaccess *oa, const char *path, int depth, char *err
 	DIR *d;
 	int wd, r = 0;
 
-	if (depth > MAX_DEPTH || excluded_tree(oa, path))
+	if (depth > MAX_DEPTH || oa_path_excluded(oa, path))
 		return 0;
 	if (fanotify_mark(oa->fan, FAN_MARK_ADD | FAN_MARK_ONLYDIR, oa->mask | FAN_EVENT_ON_CHILD,
 			  AT_FDCWD, path) < 0) {

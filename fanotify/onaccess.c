@@ -403,16 +403,7 @@ static bool in_excluded_tree(struct onaccess *oa, int fd)
 	if (n <= 0)
 		return false;
 	path[n] = '\0';
-	for (size_t i = 0; i < oa->cfg->oa_exclude_path.n; i++) {
-		const char *x = oa->cfg->oa_exclude_path.items[i];
-		size_t l = strlen(x);
-
-		while (l > 1 && x[l - 1] == '/')
-			l--;
-		if (!strncmp(path, x, l) && (path[l] == '/' || path[l] == '\0'))
-			return true;
-	}
-	return false;
+	return oa_path_excluded(oa, path);
 }
 
 /* Settle at once an event that is not scanned: the answer (allow, or the

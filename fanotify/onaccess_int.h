@@ -165,6 +165,9 @@ void oa_cache_invalidate(struct oa_cache *c);
  * err[512] naming the path and the errno (for fault 8). */
 int oa_marks_add(struct onaccess *oa, char *err);
 
+/* oa_path_excluded: whether path is in an OnAccessExcludePath tree. */
+bool oa_path_excluded(const struct onaccess *oa, const char *path);
+
 /* oa_marks_drop: forget the watched directories (the descriptors are
  * closed by the caller). */
 void oa_marks_drop(struct onaccess *oa);

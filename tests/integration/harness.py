@@ -96,6 +96,7 @@ class Daemon:
         }
         self.conf.update(conf or {})
         self.env = None  # extra environment for the daemon
+        self.argv_prefix = []  # a command the daemon is started through (capsh ... -c)
         self.cgroup = None  # a v1/v2 cgroup directory to start the daemon in
         self.proc = None
 
@@ -111,8 +112,11 @@ class Daemon:
     def start(self, timeout=30):
         self.write_conf()
         self.stderr = open(self.stderr_path, "ab")
+        argv = [SCANENGINED, "--config-file", self.conf_path, "--foreground"]
+        if self.argv_prefix:  # the prefix ends in a shell's -c: one command line
+            argv = self.argv_prefix + ["exec " + " ".join(argv)]
         self.proc = subprocess.Popen(
-            [SCANENGINED, "--config-file", self.conf_path, "--foreground"],
+            argv,
             stdout=self.stderr, stderr=self.stderr,
             env=dict(os.environ, **self.env) if self.env else None,
             preexec_fn=self._join_cgroup if self.cgroup else None)

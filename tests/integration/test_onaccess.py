@@ -13,7 +13,7 @@ import subprocess
 import time
 import unittest
 
-from harness import EICAR, SCAN_USER, SCANENGINED, SLOW, TESTFILES, Daemon, make_defs, tmpdir
+from harness import EICAR, SCAN_USER, SLOW, TESTFILES, Daemon, make_defs, tmpdir
 
 NOBODY = 65534
 NOT_PERMITTED = "Operation not permitted"
@@ -699,32 +699,6 @@ class InjectedDupFailureTest(StoppedWorkersCase):
         self.assertEqual((s["answer_errors"], s["in_flight"], s["detections"]), (0, 0, 0), s)
 
 
-class PrefixedDaemon(Daemon):
-    """A Daemon started through a command prefix (e.g. capsh)."""
-
-    prefix = []
-
-    def start(self, timeout=30):
-        self.write_conf()
-        self.stderr = open(self.stderr_path, "ab")
-        cmd = "exec %s --config-file %s --foreground" % (SCANENGINED, self.conf_path)
-        self.proc = subprocess.Popen(self.prefix + [cmd], stdout=self.stderr,
-                                     stderr=self.stderr)
-        deadline = time.time() + timeout * SLOW
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError("scanengined exited during start-up (%d): %s" %
-                                     (self.proc.returncode, self.read_stderr()[-2000:]))
-            try:
-                if self.command(b"zPING\0", timeout=2) == b"PONG\0":
-                    self._settle(deadline)
-                    return self
-            except OSError:
-                pass
-            time.sleep(0.05)
-        raise AssertionError("scanengined did not answer PING in time: " + self.read_stderr()[-2000:])
-
-
 class Fault8Test(OnAccessCase):
 
     def setUp(self):
@@ -738,8 +712,8 @@ class Fault8Test(OnAccessCase):
     def test_without_cap_sys_admin(self):
         if not shutil.which("capsh"):
             self.skipTest("capsh (libcap2-bin) is not installed")
-        d = PrefixedDaemon(conf={"OnAccessIncludePath": self.w, "OnAccessPrevention": "yes"})
-        d.prefix = ["capsh", "--drop=cap_sys_admin", "--", "-c"]
+        d = Daemon(conf={"OnAccessIncludePath": self.w, "OnAccessPrevention": "yes"})
+        d.argv_prefix = ["capsh", "--drop=cap_sys_admin", "--", "-c"]
         try:
             d.start()
             with open("/proc/%d/status" % d.proc.pid) as fh:
