@@ -240,3 +240,39 @@ class QuarantineAndExclusionTest(OnAccessTestCase):
         r = as_nobody("head", "-c", "100", f)
         self.assertEqual(r.returncode, 1, r)
         self.assertIn(b"Operation not permitted", r.stderr)
+
+
+class MountAndRootTest(OnAccessTestCase):
+    def test_mount_path(self):
+        mnt = tmpdir()
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m,mode=0755", "se-oa-test", mnt],
+                       check=True)
+        self.addCleanup(subprocess.run, ["umount", "-l", mnt])
+        eicar = os.path.join(mnt, "deep", "er")
+        os.makedirs(eicar)
+        os.chmod(os.path.join(mnt, "deep"), 0o755)
+        os.chmod(eicar, 0o755)
+        eicar = os.path.join(eicar, "eicar.com")
+        with open(eicar, "wb") as fh:
+            fh.write(EICAR)
+        os.chmod(eicar, 0o644)
+        self.start(OnAccessIncludePath=None, OnAccessMountPath=mnt)
+        r = as_nobody("cat", eicar)
+        self.assertEqual(r.returncode, 1, r)
+        self.assertIn(b"Operation not permitted", r.stderr)
+        # a directory made later needs no mark of its own on a mount
+        later = os.path.join(mnt, "later")
+        os.mkdir(later)
+        os.chmod(later, 0o755)
+        with open(os.path.join(later, "e.com"), "wb") as fh:
+            fh.write(EICAR)
+        os.chmod(os.path.join(later, "e.com"), 0o644)
+        self.assertEqual(as_nobody("cat", os.path.join(later, "e.com")).returncode, 1)
+        self.assertEqual(self.oa()["watched_directories"], 0)
+
+    def test_exclude_root_uid(self):
+        f = self.put("eicar.com", EICAR)
+        self.start(OnAccessExcludeRootUID="yes")
+        with open(f, "rb") as fh:  # this test runs as root
+            self.assertEqual(fh.read(), EICAR)
+        self.assertEqual(as_nobody("cat", f).returncode, 1)
