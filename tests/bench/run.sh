@@ -57,6 +57,7 @@ total=$SECONDS
 run "scan throughput" "$here/bench_scan.py" --build "$build" "$@"
 run "memory" "$here/bench_memory.py" --build "$build" "$@"
 run "reload memory" "$here/bench_reload.py" --build "$build" "$@"
+run "on-access" "$here/bench_onaccess.py" --build "$build" "$@"
 
 echo
 echo "=== summary"
