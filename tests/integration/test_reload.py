@@ -232,8 +232,9 @@ class BigReloadTest(unittest.TestCase):
             # engine that scans.
             pid = d.wait_for(lambda: re.findall(r"validator pid (\d+)", d.read_log()[logged:]),
                              timeout=60, what="the validator")[-1]
-            with open("/proc/%s/oom_score_adj" % pid) as fh:
-                self.assertEqual(fh.read().strip(), "1000")
+            # (it sets that itself, first thing after the fork: wait for it)
+            d.wait_for(lambda: open("/proc/%s/oom_score_adj" % pid).read().strip() == "1000",
+                       timeout=10, what="the validator's oom_score_adj 1000")
             # its test load parses the definitions confined as a scan worker
             # (seccomp filter mode 2, no new privileges)
             child = d.wait_for(lambda: open("/proc/%s/task/%s/children" % (pid, pid)).read().split(),
