@@ -276,3 +276,23 @@ class MountAndRootTest(OnAccessTestCase):
         with open(f, "rb") as fh:  # this test runs as root
             self.assertEqual(fh.read(), EICAR)
         self.assertEqual(as_nobody("cat", f).returncode, 1)
+
+
+class ExecTest(OnAccessTestCase):
+    def test_exec_costs_one_scan(self):
+        # an execve can make two permission events (FAN_OPEN_EXEC_PERM and
+        # FAN_OPEN_PERM: on 6.18 one event carries the exec bit); however
+        # many come, one scan answers them, and later execs of the
+        # unchanged file cost none
+        prog = os.path.join(self.w, "true")
+        with open("/usr/bin/true", "rb") as src, open(prog, "wb") as dst:
+            dst.write(src.read())
+        os.chmod(prog, 0o755)
+        self.start()
+        for _ in range(3):
+            r = as_nobody(prog)
+            self.assertEqual(r.returncode, 0, r)
+        oa = self.oa()
+        self.assertGreaterEqual(oa["events"]["open_exec_perm"], 1, oa)
+        self.assertEqual(oa["scans"], 1, oa)
+        self.assertEqual(oa["timed_out"], 0, oa)
