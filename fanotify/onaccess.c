@@ -328,6 +328,7 @@ static void remember_clean(struct onaccess *oa, struct oa_event *e)
 	}
 	oa->n.marks_placed++;
 	oa->marks_since_flush++;
+	oa_ignores_note(oa, e->fd);
 	oa_cache_put(&oa->cache, &e->st, util_now_ms());
 }
 
@@ -537,6 +538,7 @@ static void stop_monitoring(struct onaccess *oa)
 		util_close(&oa->ino);
 	}
 	oa_marks_drop(oa);
+	oa_ignores_free(oa);
 	oa->running = false;
 	/* answers can no longer be written: the kernel has let them go */
 	for (struct oa_event *e = oa->events; e; e = e->next)
@@ -587,6 +589,7 @@ int oa_start(struct onaccess *oa)
 	r = oa_marks_add(oa, err);
 	if (r)
 		return fail8(oa, r, err);
+	oa_ignores_init(oa);
 	r = oa_reader_start(oa);
 	if (r) {
 		snprintf(err, sizeof(err), "the reader thread: %s", strerror(-r));
@@ -613,13 +616,14 @@ int oa_start(struct onaccess *oa)
 }
 
 /* Forget every clean verdict: the user-space table by generation, the
- * kernel's ignore marks by a flush of the group's inode marks, which takes
- * the directory marks too: they are placed again at once (in the same
- * iteration of the loop; opens in the trees between the two, a few
- * milliseconds for a big tree, go unscanned). Mount marks stay. */
+ * kernel's ignore marks one by one by file handle (ignores.c); only when
+ * that cannot reach them all, by a flush of the group's inode marks, which
+ * takes the directory marks too: they are placed again at once (opens in
+ * the trees between the two go unscanned). Mount marks stay. */
 static void flush_verdicts(struct onaccess *oa, const char *why)
 {
 	char err[512];
+	size_t removed;
 	uint64_t t0 = util_now_us();
 
 	oa_cache_invalidate(&oa->cache);
@@ -628,6 +632,14 @@ static void flush_verdicts(struct onaccess *oa, const char *why)
 		return;
 	oa->marks_since_flush = 0;
 	oa->n.cache_flushes++;
+	if (oa_ignores_remove_all(oa, ignore_mask(oa), &removed) == 0) {
+		log_info("on-access: clean verdicts forgotten (%s): %zu ignore marks removed in "
+			 "%llu us",
+			 why, removed, (unsigned long long)(util_now_us() - t0));
+		return;
+	}
+	/* a mark only a flush can reach: all inode marks go, the trees' are
+	 * placed again */
 	if (fanotify_mark(oa->fan, FAN_MARK_FLUSH, 0, AT_FDCWD, NULL) < 0) {
 		int r = -errno;
 

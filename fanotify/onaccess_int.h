@@ -70,7 +70,10 @@ struct oa_dir {
 	char *path;
 };
 
-#define OA_PROCS 512 /* processes counted for fault 18 */
+#define OA_PROCS     512 /* processes counted for fault 18 */
+#define OA_MAX_ROOTS 64	 /* watched roots kept open for removing ignore marks */
+
+struct oa_handle;
 
 struct oa_proc {
 	pid_t pid;
@@ -125,7 +128,30 @@ struct onaccess {
 	struct oa_proc procs[OA_PROCS];
 	uint64_t flush_at_ms;	    /* the next flush of the ignore marks (the TTL) */
 	uint64_t marks_since_flush; /* ignore marks placed since */
+	/* those marks by file handle (ignores.c), and the watched roots'
+	 * mounts that open them */
+	struct oa_handle *kept;
+	size_t nkept, kept_cap;
+	bool ignores_lost; /* a mark that only a flush can remove */
+	struct {
+		int fd, mount_id;
+	} roots[OA_MAX_ROOTS];
+	size_t nroots;
 };
+
+/* ---- ignores.c ---- */
+
+/* oa_ignores_init: descriptors of the watched roots (by mount). */
+void oa_ignores_init(struct onaccess *oa);
+/* oa_ignores_note: an ignore mark was placed on fd's inode. */
+void oa_ignores_note(struct onaccess *oa, int fd);
+/* oa_ignores_remove_all: remove every noted ignore mark one by one (mask:
+ * the ignore mask); *removed counts those there were. Returns 0, or
+ * -EAGAIN when some mark can only be removed by a flush. Forgets them
+ * all either way. */
+int oa_ignores_remove_all(struct onaccess *oa, uint64_t mask, size_t *removed);
+/* oa_ignores_free: forget the marks, close the roots. */
+void oa_ignores_free(struct onaccess *oa);
 
 /* ---- reader.c ---- */
 

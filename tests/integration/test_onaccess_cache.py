@@ -98,6 +98,10 @@ class CacheTest(OnAccessTestCase):
                         what="the reload")
         self.d.wait_for(lambda: self.oa()["cache_flushes"] >= 1, timeout=30 * SLOW,
                         what="the verdicts forgotten")
+        # removed one by one, by file handle: the tree's marks stayed
+        self.assertRegex(self.d.read_log(),
+                         r"clean verdicts forgotten \(new definitions\): 1 ignore marks removed")
+        self.assertNotIn("marks renewed", self.d.read_log())
         as_nobody("cat", clean)
         oa3 = self.oa()
         self.assertEqual(oa3["scans"], 4, oa3)
