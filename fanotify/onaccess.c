@@ -164,21 +164,13 @@ static void unlink_event(struct onaccess *oa, struct oa_event *e)
  * the opener). Never closes the descriptor: that waits for the scan. */
 static void answer(struct onaccess *oa, struct oa_event *e, bool allow)
 {
-	struct fanotify_response resp = {.fd = e->fd, .response = allow ? FAN_ALLOW : FAN_DENY};
 	uint64_t lat;
 
 	if (!e->perm || e->answered)
 		return;
 	e->answered = true;
-	if (oa->fan >= 0) {
-		ssize_t w;
-
-		do
-			w = write(oa->fan, &resp, sizeof(resp));
-		while (w < 0 && errno == EINTR);
-		if (w != (ssize_t)sizeof(resp))
-			oa->n.answer_errors++;
-	}
+	if (oa->fan >= 0 && !oa_respond(oa->fan, e->fd, allow))
+		oa->n.answer_errors++;
 	if (allow)
 		oa->n.allowed++;
 	else

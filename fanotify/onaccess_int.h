@@ -155,6 +155,12 @@ void oa_ignores_free(struct onaccess *oa);
 
 /* ---- reader.c ---- */
 
+/* oa_respond: write the answer for the permission event of descriptor fd
+ * to the group fan (the one write that releases the opener; the
+ * descriptor stays open). Returns whether it was written whole. Both
+ * threads answer through it. */
+bool oa_respond(int fan, int fd, bool allow);
+
 /* oa_reader_start: the reader thread over oa->fan. Returns 0 or -errno. */
 int oa_reader_start(struct onaccess *oa);
 /* oa_reader_stop: stop and join it; events still queued are closed (the

@@ -32,18 +32,22 @@ static void add(uint64_t *c)
 	__atomic_fetch_add(c, 1, __ATOMIC_RELAXED);
 }
 
+bool oa_respond(int fan, int fd, bool allow)
+{
+	struct fanotify_response resp = {.fd = fd, .response = allow ? FAN_ALLOW : FAN_DENY};
+	ssize_t w;
+
+	do
+		w = write(fan, &resp, sizeof(resp));
+	while (w < 0 && errno == EINTR);
+	return w == (ssize_t)sizeof(resp);
+}
+
 /* Answer (a permission event) and close: the event is over. */
 static void settle(struct onaccess *oa, int fd, uint64_t mask, bool allow)
 {
-	struct fanotify_response resp = {.fd = fd, .response = allow ? FAN_ALLOW : FAN_DENY};
-
 	if (mask & PERM) {
-		ssize_t w;
-
-		do
-			w = write(oa->fan, &resp, sizeof(resp));
-		while (w < 0 && errno == EINTR);
-		if (w != (ssize_t)sizeof(resp))
+		if (!oa_respond(oa->fan, fd, allow))
 			add(&oa->t.answer_errors);
 		add(allow ? &oa->t.allowed : &oa->t.denied);
 	}
