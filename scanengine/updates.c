@@ -53,6 +53,7 @@ struct updates {
 	struct upd_backoff cycle_backoff; /* failures of the updater itself */
 	uint64_t seed;
 	uint64_t next_check_ms; /* 0: none scheduled */
+	time_t next_check_wall; /* the same on the wall clock, fixed when set */
 	char base[PATH_MAX], work[PATH_MAX + 8];
 
 	/* the running cycle */
@@ -93,9 +94,29 @@ static struct json_object *when_json(uint64_t mono_ms)
 	return json_object_new_string(buf);
 }
 
+/* The next check at monotonic ms (0: none); its wall-clock time is taken
+ * once here, so that every report of it names the same second. */
+static void set_next(struct updates *u, uint64_t ms)
+{
+	uint64_t now = util_now_ms();
+
+	u->next_check_ms = ms;
+	u->next_check_wall = ms ? time(NULL) + (time_t)((ms > now ? ms - now : 0) / 1000) : 0;
+}
+
+static struct json_object *next_check_json(const struct updates *u)
+{
+	char buf[32];
+
+	if (!u->next_check_ms)
+		return NULL;
+	iso_time(u->next_check_wall, buf, sizeof(buf));
+	return json_object_new_string(buf);
+}
+
 static void schedule(struct updates *u)
 {
-	u->next_check_ms = upd_next_check_ms(util_now_ms(), u->cfg->checks, &u->seed);
+	set_next(u, upd_next_check_ms(util_now_ms(), u->cfg->checks, &u->seed));
 }
 
 struct updates *updates_new(const struct config *cfg, const struct sandbox_identity *id,
@@ -391,7 +412,7 @@ static void finish(struct updates *u)
 	}
 	result = failed ? (updated ? "partial" : "failed") : (updated ? "updated" : "up to date");
 	iso_time(u->started, when, sizeof(when));
-	u->next_check_ms = 0;
+	set_next(u, 0);
 	if (u->cfg->checks)
 		schedule(u);
 	if (failed && u->cfg->checks) {
@@ -400,7 +421,7 @@ static void finish(struct updates *u)
 		uint64_t again = util_now_ms() + SE_MAX(retry_in_s(u), 1) * 1000;
 
 		if (!u->next_check_ms || again < u->next_check_ms)
-			u->next_check_ms = again;
+			set_next(u, again);
 	}
 	json_object_object_add(rep, "result", json_object_new_string(result));
 	json_object_object_add(rep, "started", json_object_new_string(when));
@@ -408,7 +429,7 @@ static void finish(struct updates *u)
 			       json_object_new_int64((int64_t)(util_now_ms() - u->started_ms)));
 	json_object_object_add(rep, "manual", json_object_new_boolean(u->manual));
 	json_object_object_add(rep, "databases", json_object_get(u->dbs));
-	json_object_object_add(rep, "next_check", when_json(u->next_check_ms));
+	json_object_object_add(rep, "next_check", next_check_json(u));
 	{
 		struct json_object *st = json_object_new_object();
 
@@ -722,7 +743,7 @@ void updates_status(const struct updates *u, struct json_object *o)
 				reason = jstr(json_object_array_get_idx(dbs, i), "reason");
 		set_str(s, "last_reason", reason);
 	}
-	json_object_object_add(s, "next_check", when_json(u->next_check_ms));
+	json_object_object_add(s, "next_check", next_check_json(u));
 	for (size_t m = 0; m < u->mirrors.n; m++) {
 		struct json_object *j = json_object_new_object();
 		const struct upd_backoff *b = &u->backoff[m];
