@@ -9,7 +9,8 @@
  * kept here.
  *
  * open_by_handle_at needs a descriptor on the same mount: one descriptor
- * of each OnAccessIncludePath and OnAccessMountPath root directory, opened
+ * of each OnAccessIncludePath and OnAccessMountPath root directory and of
+ * each mount marked below an include path, opened
  * with the marks, by mount ID. (The supervisor opens them itself: its own
  * opens are answered by the reader thread.) */
 #include <errno.h>
@@ -67,6 +68,8 @@ void oa_ignores_init(struct onaccess *oa)
 		add_root(oa, oa->cfg->oa_include_path.items[i]);
 	for (size_t i = 0; i < oa->cfg->oa_mount_path.n; i++)
 		add_root(oa, oa->cfg->oa_mount_path.items[i]);
+	for (size_t i = 0; i < oa->nmounts; i++)
+		add_root(oa, oa->mounts[i]);
 }
 
 void oa_ignores_note(struct onaccess *oa, int fd)

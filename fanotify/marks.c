@@ -6,6 +6,12 @@
  * watches) as they appear: a directory mark covers only its own entries.
  * (Files written into a new directory before its mark is placed, a few
  * milliseconds at most, are not seen.)
+ * An include path that is the root of a mount, with no OnAccessExcludePath
+ * inside it, is one mount mark instead (and each mount below it one more):
+ * the same files, new directories covered from the start, and cheaper for
+ * every open: a directory mark makes the kernel visit the parent on each
+ * open and close of a file in it (a cached open+close costs +0.6 us here,
+ * against +0.26 us with a mount mark).
  * Subtrees under OnAccessExcludePath are not marked. Mounts of procfs, NFS
  * and FUSE are not marked (procfs refuses permission marks, NFS changes on
  * the server make no event, FUSE can deadlock against its own daemon): a
@@ -34,6 +40,10 @@
 #define FUSE_SUPER_MAGIC 0x65735546
 #define SMB2_MAGIC	 0xfe534d42
 #define CIFS_MAGIC	 0xff534d42
+#define SYSFS_MAGIC	 0x62656572
+#define CGROUP_MAGIC	 0x27e0eb
+#define CGROUP2_MAGIC	 0x63677270
+#define DEVPTS_MAGIC	 0x1cd1
 
 static const char *unmarkable_fs(const char *path)
 {
@@ -51,6 +61,13 @@ static const char *unmarkable_fs(const char *path)
 	case SMB2_MAGIC:
 	case CIFS_MAGIC:
 		return "SMB/CIFS";
+	case SYSFS_MAGIC:
+		return "sysfs";
+	case CGROUP_MAGIC:
+	case CGROUP2_MAGIC:
+		return "cgroupfs";
+	case DEVPTS_MAGIC:
+		return "devpts";
 	default:
 		return NULL;
 	}
@@ -150,6 +167,130 @@ static int mark_tree(struct onaccess *oa, const char *path, int depth, char *err
 	return r;
 }
 
+/* Whether path is the root directory of a mount. */
+static bool mount_root(const char *path)
+{
+	struct statx sx;
+
+	if (statx(AT_FDCWD, path, AT_NO_AUTOMOUNT, STATX_TYPE, &sx) < 0)
+		return false;
+	return (sx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) &&
+	       (sx.stx_attributes & STATX_ATTR_MOUNT_ROOT);
+}
+
+/* Whether under lies strictly below dir (both without trailing '/'). */
+static bool below(const char *under, const char *dir)
+{
+	size_t l = strlen(dir);
+
+	while (l > 1 && dir[l - 1] == '/')
+		l--;
+	if (l == 1 && dir[0] == '/')
+		return under[0] == '/' && under[1] != '\0';
+	return !strncmp(under, dir, l) && under[l] == '/' && under[l + 1] != '\0';
+}
+
+/* Whether an OnAccessExcludePath lies inside the tree of dir. */
+static bool excludes_inside(const struct onaccess *oa, const char *dir)
+{
+	for (size_t i = 0; i < oa->cfg->oa_exclude_path.n; i++)
+		if (below(oa->cfg->oa_exclude_path.items[i], dir))
+			return true;
+	return false;
+}
+
+static int remember_mount(struct onaccess *oa, const char *path)
+{
+	if (oa->nmounts == oa->mounts_cap) {
+		size_t cap = oa->mounts_cap ? oa->mounts_cap * 2 : 8;
+		char **m = realloc(oa->mounts, cap * sizeof(*m));
+
+		if (!m)
+			return -ENOMEM;
+		oa->mounts = m;
+		oa->mounts_cap = cap;
+	}
+	oa->mounts[oa->nmounts] = strdup(path);
+	if (!oa->mounts[oa->nmounts])
+		return -ENOMEM;
+	oa->nmounts++;
+	return 0;
+}
+
+/* A mount mark on path, for the tree of include path root. A mount that
+ * vanished meanwhile (below the root) is no error. */
+static int mark_mount(struct onaccess *oa, const char *path, const char *root, char *err)
+{
+	int r;
+
+	if (fanotify_mark(oa->fan, FAN_MARK_ADD | FAN_MARK_MOUNT, oa->mask, AT_FDCWD, path) < 0) {
+		r = -errno;
+		if (r == -ENOENT && path != root)
+			return 0;
+		snprintf(err, 512, "OnAccessIncludePath %.200s: fanotify_mark of mount %.200s: %s",
+			 root, path, strerror(-r));
+		return r;
+	}
+	r = remember_mount(oa, path);
+	if (r)
+		snprintf(err, 512, "out of memory");
+	return r;
+}
+
+/* /proc/self/mountinfo's mount point field, \ooo escapes undone, in place. */
+static char *unescape(char *s)
+{
+	char *o = s;
+
+	for (char *i = s; *i; o++) {
+		if (i[0] == '\\' && i[1] >= '0' && i[1] <= '3' && i[2] >= '0' && i[2] <= '7' &&
+		    i[3] >= '0' && i[3] <= '7') {
+			*o = (char)((i[1] - '0') * 64 + (i[2] - '0') * 8 + (i[3] - '0'));
+			i += 4;
+		} else {
+			*o = *i++;
+		}
+	}
+	*o = '\0';
+	return s;
+}
+
+/* The tree of include path root, a mount root: a mount mark on it and on
+ * each mount below it (from /proc/self/mountinfo) that is not excluded and
+ * can be marked. */
+static int mark_mount_tree(struct onaccess *oa, const char *root, char *err)
+{
+	char *line = NULL;
+	size_t cap = 0;
+	FILE *f;
+	int r = mark_mount(oa, root, root, err);
+
+	if (r)
+		return r;
+	f = fopen("/proc/self/mountinfo", "re");
+	if (!f)
+		return 0; /* the root is watched; mounts below it cannot be found */
+	while (!r && getline(&line, &cap, f) > 0) {
+		char *save = NULL, *field = strtok_r(line, " ", &save);
+		const char *fs;
+
+		/* ID, parent ID, major:minor, root, then the mount point */
+		for (int i = 0; field && i < 4; i++)
+			field = strtok_r(NULL, " ", &save);
+		if (!field || !below(unescape(field), root) || oa_path_excluded(oa, field))
+			continue;
+		fs = unmarkable_fs(field);
+		if (fs) {
+			log_info("on-access: %s is on %s: not watched", field, fs);
+			continue;
+		}
+		r = mark_mount(oa, field, root, err);
+	}
+	free(line);
+	fclose(f);
+	return r;
+}
+
 int oa_marks_add(struct onaccess *oa, char *err)
 {
 	const struct config *cfg = oa->cfg;
@@ -189,7 +330,10 @@ int oa_marks_add(struct onaccess *oa, char *err)
 			log_warn("OnAccessIncludePath %s is on %s: not watched", p, fs);
 			continue;
 		}
-		r = mark_tree(oa, p, 0, err);
+		if (mount_root(p) && !excludes_inside(oa, p))
+			r = mark_mount_tree(oa, p, err);
+		else
+			r = mark_tree(oa, p, 0, err);
 		if (r)
 			return r;
 	}
@@ -201,6 +345,9 @@ void oa_marks_drop(struct onaccess *oa)
 	for (size_t i = 0; i < oa->ndirs; i++)
 		free(oa->dirs[i].path);
 	oa->ndirs = 0;
+	for (size_t i = 0; i < oa->nmounts; i++)
+		free(oa->mounts[i]);
+	oa->nmounts = 0;
 }
 
 static const char *dir_of(const struct onaccess *oa, int wd)

@@ -601,9 +601,10 @@ int oa_start(struct onaccess *oa)
 	oa->flush_at_ms = util_now_ms() + OA_CACHE_TTL_S * 1000ULL;
 	if (oa->faults)
 		faults_clear(oa->faults, FAULT_MONITOR_FAILED, "on-access monitoring is running");
-	log_info("on-access scanning running (%s, fail policy %s, %zu directories watched)",
+	log_info("on-access scanning running (%s, fail policy %s, %zu directories and %zu mounts "
+		 "of include paths watched)",
 		 oa->cfg->oa_prevention ? "prevention" : "notify only", oa->cfg->oa_fail_policy,
-		 oa->ndirs);
+		 oa->ndirs, oa->nmounts);
 	return 0;
 }
 
@@ -747,6 +748,7 @@ void oa_status(const struct onaccess *oa, struct json_object *o)
 			(int)(oa->inflight + __atomic_load_n(&oa->qlen, __ATOMIC_RELAXED))));
 	json_object_object_add(s, "overload", json_object_new_boolean(oa->overload));
 	json_object_object_add(s, "watched_directories", json_object_new_int64((int64_t)oa->ndirs));
+	json_object_object_add(s, "watched_mounts", json_object_new_int64((int64_t)oa->nmounts));
 	json_object_object_add(o, "onaccess", s);
 }
 
@@ -800,6 +802,7 @@ void oa_free(struct onaccess *oa)
 	oa_cache_free(&oa->cache);
 	pthread_mutex_destroy(&oa->qmu);
 	free(oa->dirs);
+	free(oa->mounts);
 	free(oa->xuids);
 	free(oa);
 }

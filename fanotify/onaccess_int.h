@@ -112,6 +112,8 @@ struct onaccess {
 	struct ev_handler ino_ev;
 	struct oa_dir *dirs;
 	size_t ndirs, dirs_cap;
+	char **mounts; /* mount marks of include trees (marks.c) */
+	size_t nmounts, mounts_cap;
 	uid_t *xuids; /* excluded uids: resolved names and numbers */
 	size_t nxuids;
 	uint64_t retry_at_ms;	 /* 0: no retry pending */
@@ -193,15 +195,16 @@ void oa_cache_invalidate(struct oa_cache *c);
 /* ---- marks.c ---- */
 
 /* oa_marks_add: mark every OnAccessMountPath mount and OnAccessIncludePath
- * tree and watch the trees for new directories. Returns 0 or -errno with
+ * tree (a mount root: by mount marks) and watch the trees of directory
+ * marks for new directories. Returns 0 or -errno with
  * err[512] naming the path and the errno (for fault 8). */
 int oa_marks_add(struct onaccess *oa, char *err);
 
 /* oa_path_excluded: whether path is in an OnAccessExcludePath tree. */
 bool oa_path_excluded(const struct onaccess *oa, const char *path);
 
-/* oa_marks_drop: forget the watched directories (the descriptors are
- * closed by the caller). */
+/* oa_marks_drop: forget the watched directories and mounts (the
+ * descriptors are closed by the caller). */
 void oa_marks_drop(struct onaccess *oa);
 
 /* oa_marks_on_inotify: the inotify descriptor is readable: mark new

@@ -274,6 +274,74 @@ class MountAndRootTest(OnAccessTestCase):
         self.assertEqual(as_nobody("cat", os.path.join(later, "e.com")).returncode, 1)
         self.assertEqual(self.oa()["watched_directories"], 0)
 
+    def mount_tmpfs(self, where):
+        os.makedirs(where, exist_ok=True)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m,mode=0755", "se-oa-test", where],
+                       check=True)
+        self.addCleanup(subprocess.run, ["umount", "-l", where])
+        return where
+
+    def put_in(self, path, data):
+        os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+        with open(path, "wb") as fh:
+            fh.write(data)
+        os.chmod(path, 0o644)
+        return path
+
+    def test_include_path_on_a_mount_root_is_a_mount_mark(self):
+        # an include path that is a mount root: one mount mark for it and
+        # one for each mount below it, no directory marks
+        mnt = self.mount_tmpfs(tmpdir())
+        inner = self.mount_tmpfs(os.path.join(mnt, "inner"))
+        eicar = self.put_in(os.path.join(mnt, "deep", "er", "eicar.com"), EICAR)
+        inner_eicar = self.put_in(os.path.join(inner, "sub", "e.com"), EICAR)
+        clean = self.put_in(os.path.join(inner, "clean.txt"), b"nothing to see\n")
+        self.start(OnAccessIncludePath=mnt)
+        oa = self.oa()
+        self.assertEqual((oa["watched_mounts"], oa["watched_directories"]), (2, 0), oa)
+        for f in (eicar, inner_eicar):
+            r = as_nobody("cat", f)
+            self.assertEqual(r.returncode, 1, r)
+            self.assertIn(b"Operation not permitted", r.stderr)
+        # a directory made later is covered at once: no mark to wait for
+        later = self.put_in(os.path.join(mnt, "later", "e.com"), EICAR)
+        os.chmod(os.path.dirname(later), 0o755)
+        self.assertEqual(as_nobody("cat", later).returncode, 1)
+        # the verdict cache works through the mount mark: 1 000 opens of a
+        # clean file on the inner mount, one permission event
+        oa0 = self.oa()
+        r = as_nobody("sh", "-c", "for i in $(seq 1 1000); do cat %s; done >/dev/null" % clean)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        oa = self.oa()
+        self.assertEqual(oa["marks_placed"] - oa0["marks_placed"], 1, oa)
+        self.assertEqual(oa["events"]["open_perm"] - oa0["events"]["open_perm"], 1, oa)
+        # new definitions: that mark is removed by file handle through the
+        # inner mount's root (no flush), and the file is scanned again
+        self.d.command(b"zRELOAD\0")
+        self.d.wait_for(lambda: self.oa()["cache_flushes"] >= 1, timeout=30 * SLOW,
+                        what="the verdicts forgotten")
+        self.assertRegex(self.d.read_log(),
+                         r"clean verdicts forgotten \(new definitions\): 1 ignore marks removed")
+        self.assertNotIn("marks renewed", self.d.read_log())
+        scans = self.oa()["scans"]
+        self.assertEqual(as_nobody("cat", clean).returncode, 0)
+        self.assertEqual(self.oa()["scans"], scans + 1)
+        self.assertIn("0 directories and 2 mounts of include paths watched", self.d.read_log())
+
+    def test_include_mount_root_with_an_exclusion_inside_uses_directory_marks(self):
+        # a mount mark would see the excluded tree's opens too: with an
+        # OnAccessExcludePath inside, the tree gets directory marks
+        mnt = self.mount_tmpfs(tmpdir())
+        eicar = self.put_in(os.path.join(mnt, "eicar.com"), EICAR)
+        skipped = self.put_in(os.path.join(mnt, "skip", "eicar.com"), EICAR)
+        self.start(OnAccessIncludePath=mnt, OnAccessExcludePath=os.path.join(mnt, "skip"))
+        oa = self.oa()
+        self.assertEqual((oa["watched_mounts"], oa["watched_directories"]), (0, 1), oa)
+        self.assertEqual(as_nobody("cat", eicar).returncode, 1)
+        r = as_nobody("cat", skipped)
+        self.assertEqual(r.returncode, 0, r)
+        self.assertEqual(r.stdout, EICAR)
+
     def test_exclude_root_uid(self):
         f = self.put("eicar.com", EICAR)
         self.start(OnAccessExcludeRootUID="yes")
