@@ -199,42 +199,25 @@ static bool excludes_inside(const struct onaccess *oa, const char *dir)
 	return false;
 }
 
-static int remember_mount(struct onaccess *oa, const char *path)
+/* Whether mount point mp is the include path inc (real path real) or in
+ * its tree. */
+static bool in_tree(const char *mp, const char *real)
 {
-	if (oa->nmounts == oa->mounts_cap) {
-		size_t cap = oa->mounts_cap ? oa->mounts_cap * 2 : 8;
-		char **m = realloc(oa->mounts, cap * sizeof(*m));
-
-		if (!m)
-			return -ENOMEM;
-		oa->mounts = m;
-		oa->mounts_cap = cap;
-	}
-	oa->mounts[oa->nmounts] = strdup(path);
-	if (!oa->mounts[oa->nmounts])
-		return -ENOMEM;
-	oa->nmounts++;
-	return 0;
+	return !strcmp(mp, real) || below(mp, real);
 }
 
-/* A mount mark on path, for the tree of include path root. A mount that
- * vanished meanwhile (below the root) is no error. */
-static int mark_mount(struct onaccess *oa, const char *path, const char *root, char *err)
+static int cmp_int(const void *a, const void *b)
 {
-	int r;
+	int x = *(const int *)a, y = *(const int *)b;
 
-	if (fanotify_mark(oa->fan, FAN_MARK_ADD | FAN_MARK_MOUNT, oa->mask, AT_FDCWD, path) < 0) {
-		r = -errno;
-		if (r == -ENOENT && path != root)
-			return 0;
-		snprintf(err, 512, "OnAccessIncludePath %.200s: fanotify_mark of mount %.200s: %s",
-			 root, path, strerror(-r));
-		return r;
-	}
-	r = remember_mount(oa, path);
-	if (r)
-		snprintf(err, 512, "out of memory");
-	return r;
+	return (x > y) - (x < y);
+}
+
+static void free_mounts(struct oa_mount *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(v[i].path);
+	free(v);
 }
 
 /* /proc/self/mountinfo's mount point field, \ooo escapes undone, in place. */
@@ -255,40 +238,214 @@ static char *unescape(char *s)
 	return s;
 }
 
-/* The tree of include path root, a mount root: a mount mark on it and on
- * each mount below it (from /proc/self/mountinfo) that is not excluded and
- * can be marked. */
-static int mark_mount_tree(struct onaccess *oa, const char *root, char *err)
+/* The mount table: *out[*n] (ID and mount point), in its order (a parent
+ * before what is mounted on it). Returns 0 or -errno. */
+static int read_mounts(struct oa_mount **out, size_t *n)
 {
+	struct oa_mount *v = NULL;
+	size_t cap = 0, len = 0;
 	char *line = NULL;
-	size_t cap = 0;
-	FILE *f;
-	int r = mark_mount(oa, root, root, err);
+	int r = 0;
+	FILE *f = fopen("/proc/self/mountinfo", "re");
 
-	if (r)
-		return r;
-	f = fopen("/proc/self/mountinfo", "re");
 	if (!f)
-		return 0; /* the root is watched; mounts below it cannot be found */
-	while (!r && getline(&line, &cap, f) > 0) {
-		char *save = NULL, *field = strtok_r(line, " ", &save);
-		const char *fs;
+		return -errno;
+	while (getline(&line, &len, f) > 0) {
+		char *save = NULL, *id = strtok_r(line, " ", &save), *field = id;
 
 		/* ID, parent ID, major:minor, root, then the mount point */
 		for (int i = 0; field && i < 4; i++)
 			field = strtok_r(NULL, " ", &save);
-		if (!field || !below(unescape(field), root) || oa_path_excluded(oa, field))
+		if (!field)
 			continue;
-		fs = unmarkable_fs(field);
-		if (fs) {
-			log_info("on-access: %s is on %s: not watched", field, fs);
-			continue;
+		if (*n == cap) {
+			struct oa_mount *m = realloc(v, (cap = cap ? cap * 2 : 64) * sizeof(*m));
+
+			if (!m) {
+				r = -ENOMEM;
+				break;
+			}
+			v = m;
 		}
-		r = mark_mount(oa, field, root, err);
+		v[*n].id = atoi(id);
+		v[*n].path = strdup(unescape(field));
+		if (!v[*n].path) {
+			r = -ENOMEM;
+			break;
+		}
+		(*n)++;
 	}
 	free(line);
 	fclose(f);
+	if (r) {
+		free_mounts(v, *n);
+		*n = 0;
+		return r;
+	}
+	*out = v;
+	return 0;
+}
+
+/* Remember the mount table's IDs (oa->mnt_ids): what oa_marks_on_mounts
+ * compares the next table with. */
+static void note_table(struct onaccess *oa, const struct oa_mount *v, size_t n)
+{
+	int *ids = malloc((n ? n : 1) * sizeof(*ids));
+
+	if (!ids)
+		return; /* the next change looks at every mount again: harmless */
+	for (size_t i = 0; i < n; i++)
+		ids[i] = v[i].id;
+	qsort(ids, n, sizeof(*ids), cmp_int);
+	free(oa->mnt_ids);
+	oa->mnt_ids = ids;
+	oa->nmnt_ids = n;
+}
+
+static bool seen_before(const struct onaccess *oa, int id)
+{
+	return oa->mnt_ids && bsearch(&id, oa->mnt_ids, oa->nmnt_ids, sizeof(id), cmp_int);
+}
+
+static int remember_mount(struct onaccess *oa, const char *path, int id)
+{
+	for (size_t i = 0; i < oa->nmounts; i++)
+		if (oa->mounts[i].id == id)
+			return 0; /* marked again: already counted */
+	if (oa->nmounts == oa->mounts_cap) {
+		size_t cap = oa->mounts_cap ? oa->mounts_cap * 2 : 8;
+		struct oa_mount *m = realloc(oa->mounts, cap * sizeof(*m));
+
+		if (!m)
+			return -ENOMEM;
+		oa->mounts = m;
+		oa->mounts_cap = cap;
+	}
+	oa->mounts[oa->nmounts].path = strdup(path);
+	if (!oa->mounts[oa->nmounts].path)
+		return -ENOMEM;
+	oa->mounts[oa->nmounts].id = id;
+	oa->nmounts++;
+	return 0;
+}
+
+/* A mount mark on path, for the tree of include path root. A mount that
+ * vanished meanwhile (below the root) is no error. */
+static int mark_mount(struct onaccess *oa, const char *path, const char *root, char *err)
+{
+	struct statx sx;
+	int r;
+
+	if (fanotify_mark(oa->fan, FAN_MARK_ADD | FAN_MARK_MOUNT, oa->mask, AT_FDCWD, path) < 0) {
+		r = -errno;
+		if (r == -ENOENT && path != root)
+			return 0;
+		snprintf(err, 512, "OnAccessIncludePath %.200s: fanotify_mark of mount %.200s: %s",
+			 root, path, strerror(-r));
+		return r;
+	}
+	if (statx(AT_FDCWD, path, AT_NO_AUTOMOUNT, STATX_MNT_ID, &sx) < 0 ||
+	    !(sx.stx_mask & STATX_MNT_ID))
+		sx.stx_mnt_id = 0;
+	r = remember_mount(oa, path, (int)sx.stx_mnt_id);
+	if (r)
+		snprintf(err, 512, "out of memory");
 	return r;
+}
+
+/* New mount mp (ID id) in the tree of include path inc (real path real):
+ * a mount mark when the tree is watched by mount marks, else directory
+ * marks all through it. */
+static int mark_new_mount(struct onaccess *oa, const char *mp, const char *inc, char *err)
+{
+	int r;
+
+	if (oa_path_excluded(oa, mp) || unmarkable_fs(mp)) {
+		log_info("on-access: new mount %s: not watched (%s)", mp,
+			 unmarkable_fs(mp) ?: "OnAccessExcludePath");
+		return 0;
+	}
+	if (mount_root(inc) && !excludes_inside(oa, inc)) {
+		r = mark_mount(oa, mp, inc, err);
+		if (!r)
+			oa_ignores_add_root(oa, mp);
+	} else {
+		r = mark_tree(oa, mp, 1, err);
+	}
+	if (!r)
+		log_info("on-access: new mount %s watched (OnAccessIncludePath %s)", mp, inc);
+	return r;
+}
+
+/* The tree of include path root, a mount root: a mount mark on it and on
+ * each mount below it that is not excluded and can be marked. */
+static int mark_mount_tree(struct onaccess *oa, const char *root, char *err)
+{
+	struct oa_mount *v = NULL;
+	size_t n = 0;
+	char real[PATH_MAX];
+	int r = mark_mount(oa, root, root, err);
+
+	if (r)
+		return r;
+	if (!realpath(root, real) || read_mounts(&v, &n) < 0)
+		return 0; /* the root is watched; mounts below it cannot be found */
+	for (size_t i = 0; !r && i < n; i++) {
+		const char *fs;
+
+		if (!below(v[i].path, real) || oa_path_excluded(oa, v[i].path))
+			continue;
+		fs = unmarkable_fs(v[i].path);
+		if (fs) {
+			log_info("on-access: %s is on %s: not watched", v[i].path, fs);
+			continue;
+		}
+		r = mark_mount(oa, v[i].path, root, err);
+	}
+	free_mounts(v, n);
+	return r;
+}
+
+void oa_marks_on_mounts(struct ev_handler *h, uint32_t revents)
+{
+	struct onaccess *oa = container_of(h, struct onaccess, mi_ev);
+	const struct config *cfg = oa->cfg;
+	struct oa_mount *v = NULL;
+	size_t n = 0, kept = 0;
+
+	(void)revents;
+	if (read_mounts(&v, &n) < 0) {
+		log_warn("on-access: the mount table changed and cannot be read: new mounts in "
+			 "the include trees are not watched");
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (seen_before(oa, v[i].id))
+			continue;
+		for (size_t j = 0; j < cfg->oa_include_path.n; j++) {
+			const char *inc = cfg->oa_include_path.items[j];
+			char real[PATH_MAX], err[512];
+
+			if (!realpath(inc, real) || !in_tree(v[i].path, real))
+				continue;
+			if (mark_new_mount(oa, v[i].path, inc, err))
+				log_warn("on-access: new mount not watched: %s", err);
+			break;
+		}
+	}
+	/* mounts gone: no longer counted (their marks went with them) */
+	note_table(oa, v, n);
+	for (size_t i = 0; i < oa->nmounts; i++) {
+		if (seen_before(oa, oa->mounts[i].id)) {
+			oa->mounts[kept++] = oa->mounts[i];
+			continue;
+		}
+		log_warn("on-access: %s was unmounted: not watched until it is mounted again",
+			 oa->mounts[i].path);
+		free(oa->mounts[i].path);
+	}
+	oa->nmounts = kept;
+	free_mounts(v, n);
 }
 
 int oa_marks_add(struct onaccess *oa, char *err)
@@ -337,6 +494,15 @@ int oa_marks_add(struct onaccess *oa, char *err)
 		if (r)
 			return r;
 	}
+	if (cfg->oa_include_path.n) {
+		struct oa_mount *v = NULL;
+		size_t n = 0;
+
+		if (read_mounts(&v, &n) == 0) {
+			note_table(oa, v, n);
+			free_mounts(v, n);
+		}
+	}
 	return 0;
 }
 
@@ -346,8 +512,11 @@ void oa_marks_drop(struct onaccess *oa)
 		free(oa->dirs[i].path);
 	oa->ndirs = 0;
 	for (size_t i = 0; i < oa->nmounts; i++)
-		free(oa->mounts[i]);
+		free(oa->mounts[i].path);
 	oa->nmounts = 0;
+	free(oa->mnt_ids);
+	oa->mnt_ids = NULL;
+	oa->nmnt_ids = 0;
 }
 
 static const char *dir_of(const struct onaccess *oa, int wd)

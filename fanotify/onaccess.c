@@ -102,6 +102,7 @@ struct onaccess *oa_new(const struct config *cfg, const struct sandbox_identity 
 				.faults = faults,
 				.fan = -1,
 				.ino = -1,
+				.mi_fd = -1,
 				.self = getpid()};
 	pthread_mutex_init(&oa->qmu, NULL);
 	oa->enabled = cfg->oa_mount_path.n || cfg->oa_include_path.n;
@@ -529,6 +530,10 @@ static void stop_monitoring(struct onaccess *oa)
 		evloop_del(oa->ev, &oa->ino_ev);
 		util_close(&oa->ino);
 	}
+	if (oa->mi_fd >= 0) {
+		evloop_del(oa->ev, &oa->mi_ev);
+		util_close(&oa->mi_fd);
+	}
 	oa_marks_drop(oa);
 	oa_ignores_free(oa);
 	oa->running = false;
@@ -592,6 +597,19 @@ int oa_start(struct onaccess *oa)
 	r = evloop_add(oa->ev, &oa->wake_ev, EPOLLIN);
 	if (!r)
 		r = evloop_add(oa->ev, &oa->ino_ev, EPOLLIN);
+	if (!r && oa->cfg->oa_include_path.n) {
+		/* new mounts in the include trees: the table polls EPOLLPRI
+		 * when it changes (it is always readable) */
+		oa->mi_fd = open("/proc/self/mountinfo", O_RDONLY | O_CLOEXEC);
+		if (oa->mi_fd < 0) {
+			log_warn("on-access: /proc/self/mountinfo: %s: new mounts in the include "
+				 "trees are not watched",
+				 strerror(errno));
+		} else {
+			oa->mi_ev = (struct ev_handler){.fd = oa->mi_fd, .cb = oa_marks_on_mounts};
+			r = evloop_add(oa->ev, &oa->mi_ev, EPOLLPRI);
+		}
+	}
 	if (r) {
 		snprintf(err, sizeof(err), "epoll: %s", strerror(-r));
 		return fail8(oa, r, err);

@@ -70,6 +70,12 @@ struct oa_dir {
 	char *path;
 };
 
+/* A mount: its mount point and ID (as in /proc/self/mountinfo). */
+struct oa_mount {
+	char *path;
+	int id;
+};
+
 #define OA_PROCS     512 /* processes counted for fault 18 */
 #define OA_MAX_ROOTS 64	 /* watched roots kept open for removing ignore marks */
 
@@ -112,8 +118,12 @@ struct onaccess {
 	struct ev_handler ino_ev;
 	struct oa_dir *dirs;
 	size_t ndirs, dirs_cap;
-	char **mounts; /* mount marks of include trees (marks.c) */
+	struct oa_mount *mounts; /* mount marks of include trees (marks.c) */
 	size_t nmounts, mounts_cap;
+	int *mnt_ids; /* the mount table as last seen: its IDs, sorted */
+	size_t nmnt_ids;
+	int mi_fd; /* /proc/self/mountinfo, polled for new mounts; -1 */
+	struct ev_handler mi_ev;
 	uid_t *xuids; /* excluded uids: resolved names and numbers */
 	size_t nxuids;
 	uint64_t retry_at_ms;	 /* 0: no retry pending */
@@ -130,21 +140,25 @@ struct onaccess {
 	struct oa_proc procs[OA_PROCS];
 	uint64_t flush_at_ms;	    /* the next flush of the ignore marks (the TTL) */
 	uint64_t marks_since_flush; /* ignore marks placed since */
-	/* those marks by file handle (ignores.c), and the watched roots'
-	 * mounts that open them */
+	/* those marks by file handle (ignores.c), and the watched roots
+	 * whose mounts open them (by path: no descriptor pins a mount) */
 	struct oa_handle *kept;
 	size_t nkept, kept_cap;
 	bool ignores_lost; /* a mark that only a flush can remove */
 	struct {
-		int fd, mount_id;
+		char *path;
+		int mount_id;
 	} roots[OA_MAX_ROOTS];
 	size_t nroots;
 };
 
 /* ---- ignores.c ---- */
 
-/* oa_ignores_init: descriptors of the watched roots (by mount). */
+/* oa_ignores_init: the watched roots (include and mount paths, the mounts
+ * marked below include paths) by mount ID. */
 void oa_ignores_init(struct onaccess *oa);
+/* oa_ignores_add_root: one more root (a mount marked later). */
+void oa_ignores_add_root(struct onaccess *oa, const char *path);
 /* oa_ignores_note: an ignore mark was placed on fd's inode. */
 void oa_ignores_note(struct onaccess *oa, int fd);
 /* oa_ignores_remove_all: remove every noted ignore mark one by one (mask:
@@ -152,7 +166,7 @@ void oa_ignores_note(struct onaccess *oa, int fd);
  * -EAGAIN when some mark can only be removed by a flush. Forgets them
  * all either way. */
 int oa_ignores_remove_all(struct onaccess *oa, uint64_t mask, size_t *removed);
-/* oa_ignores_free: forget the marks, close the roots. */
+/* oa_ignores_free: forget the marks and the roots. */
 void oa_ignores_free(struct onaccess *oa);
 
 /* ---- reader.c ---- */
@@ -210,5 +224,9 @@ void oa_marks_drop(struct onaccess *oa);
 /* oa_marks_on_inotify: the inotify descriptor is readable: mark new
  * directories. */
 void oa_marks_on_inotify(struct ev_handler *h, uint32_t revents);
+
+/* oa_marks_on_mounts: the mount table changed (/proc/self/mountinfo
+ * polled): mark the new mounts in include trees; forget those gone. */
+void oa_marks_on_mounts(struct ev_handler *h, uint32_t revents);
 
 #endif

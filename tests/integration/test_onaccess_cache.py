@@ -278,7 +278,8 @@ class MountAndRootTest(OnAccessTestCase):
         os.makedirs(where, exist_ok=True)
         subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m,mode=0755", "se-oa-test", where],
                        check=True)
-        self.addCleanup(subprocess.run, ["umount", "-l", where])
+        # (a test may have unmounted it already)
+        self.addCleanup(subprocess.run, ["umount", "-l", where], capture_output=True)
         return where
 
     def put_in(self, path, data):
@@ -327,6 +328,40 @@ class MountAndRootTest(OnAccessTestCase):
         self.assertEqual(as_nobody("cat", clean).returncode, 0)
         self.assertEqual(self.oa()["scans"], scans + 1)
         self.assertIn("0 directories and 2 mounts of include paths watched", self.d.read_log())
+
+    def test_mounts_made_later_in_include_trees_are_watched_and_not_held(self):
+        # a tree of mount marks (mnt) and one of directory marks (self.w):
+        # a mount made in either after the start is watched within a
+        # moment (the mount table is polled), and unmounting works (the
+        # service holds no descriptor in it)
+        mnt = self.mount_tmpfs(tmpdir())
+        self.start(OnAccessIncludePath=[mnt, self.w])
+        self.assertEqual(self.oa()["watched_mounts"], 1)
+        late_m = self.mount_tmpfs(os.path.join(mnt, "late"))
+        late_d = self.mount_tmpfs(os.path.join(self.w, "late"))
+        self.d.wait_for(lambda: self.oa()["watched_mounts"] == 2, timeout=10,
+                        what="the new mount in the mount-marked tree watched")
+        self.d.wait_for(lambda: "new mount %s watched" % late_d in self.d.read_log(),
+                        timeout=10, what="the new mount in the directory tree watched")
+        for top in (late_m, late_d):
+            f = self.put_in(os.path.join(top, "sub", "eicar.com"), EICAR)
+            r = as_nobody("cat", f)
+            self.assertEqual(r.returncode, 1, (top, r))
+            self.assertIn(b"Operation not permitted", r.stderr)
+            clean = self.put_in(os.path.join(top, "clean.txt"), b"clean\n")
+            self.assertEqual(as_nobody("cat", clean).returncode, 0)
+        # new definitions: the ignore marks are removed through the roots
+        # opened for the moment, then the mounts can go
+        self.d.command(b"zRELOAD\0")
+        self.d.wait_for(lambda: self.oa()["cache_flushes"] >= 1, timeout=30 * SLOW,
+                        what="the verdicts forgotten")
+        for top in (late_m, late_d, mnt):
+            r = subprocess.run(["umount", top], capture_output=True, text=True)
+            self.assertEqual(r.returncode, 0, (top, r.stderr))
+        self.d.wait_for(lambda: self.oa()["watched_mounts"] == 0, timeout=10,
+                        what="the unmounted mounts no longer counted")
+        self.assertIn("%s was unmounted" % mnt, self.d.read_log())
+        self.assertTrue(self.oa()["running"])
 
     def test_include_mount_root_with_an_exclusion_inside_uses_directory_marks(self):
         # a mount mark would see the excluded tree's opens too: with an
