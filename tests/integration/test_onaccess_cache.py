@@ -5,6 +5,8 @@ of opens from 8 processes (every permission event answered, the storm's
 processes named, cleared afterwards), quarantine, and the process
 exclusion. Real fanotify, real workers; the opener is nobody (setpriv)."""
 
+import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -115,6 +117,33 @@ class CacheTest(OnAccessTestCase):
         human = self.d.scanctl("status").stdout
         self.assertRegex(human, r"on-access +running, prevention, fail policy allow\n")
         self.assertRegex(human, r"on-access cache +4 scans, \d+ hits in user space, 3 marks")
+
+    def test_new_definitions_that_detect_a_cached_file_deny_it(self):
+        # a file found clean (and cached in the kernel) is scanned again
+        # under new definitions, which now detect it
+        data = b"harmless until the next update\n"
+        f = self.put("soon.txt", data)
+        self.start()
+        r = as_nobody("sh", "-c", "for i in $(seq 1 100); do cat %s; done >/dev/null" % f)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        oa = self.oa()
+        self.assertEqual((oa["scans"], oa["events"]["open_perm"]), (1, 1), oa)
+        db = os.path.join(self.d.defs, "zz-oa-new.hdb")
+        with open(db, "w") as fh:
+            fh.write("%s:%d:Scanengine.Test.OnAccessNewDefs\n" % (
+                hashlib.md5(data).hexdigest(), len(data)))
+        os.chmod(db, 0o644)
+        gen = self.d.status()["engine_generation"]
+        self.assertEqual(self.d.command(b"zRELOAD\0"), b"RELOADING\0")
+        self.d.wait_for(lambda: self.d.status()["engine_generation"] != gen and
+                        self.oa()["cache_flushes"] >= 1, timeout=60 * SLOW,
+                        what="the new definitions and the verdicts forgotten")
+        r = as_nobody("cat", f)
+        self.assertEqual(r.returncode, 1, r)
+        self.assertIn(b"Operation not permitted", r.stderr)
+        ev = self.d.wait_for(lambda: self.d.events("onaccess_detection"), timeout=10,
+                             what="the detection")[-1]
+        self.assertIn("Scanengine.Test.OnAccessNewDefs", json.dumps(ev))
 
     def test_file_open_for_write_is_scanned_again_after_the_writer_closes(self):
         f = self.put("growing.txt", b"", 0o666)
