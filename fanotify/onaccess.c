@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/fanotify.h>
 #include <sys/inotify.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -455,7 +456,7 @@ static void take(struct onaccess *oa, const struct oa_raw *md)
 		settle(oa, md->fd, perm, !oa->deny_on_failure);
 		return;
 	}
-	e = oa->inflight < OA_MAX_INFLIGHT ? calloc(1, sizeof(*e)) : NULL;
+	e = oa->inflight < oa->max_inflight ? calloc(1, sizeof(*e)) : NULL;
 	if (!e) {
 		oa->n.overloaded++;
 		settle(oa, md->fd, perm, !oa->deny_on_failure);
@@ -558,14 +559,41 @@ static int fail8(struct onaccess *oa, int r, const char *why)
 	return r;
 }
 
+/* Events in flight, at most (queued, and in the event loop, each): an
+ * event holds a descriptor in the reader's queue, or one in the event loop
+ * and the duplicate its scan reads, and a read makes up to OA_READ_MIN more
+ * than the queue has room for. They stay within RLIMIT_NOFILE less
+ * OA_FD_RESERVE for clients, workers and definitions: the kernel denies an
+ * open whose event descriptor it cannot make, and says nothing. */
+static unsigned int inflight_cap(unsigned long long *limit)
+{
+	struct rlimit rl;
+	rlim_t room;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY)
+		return OA_MAX_INFLIGHT;
+	*limit = rl.rlim_cur;
+	room = rl.rlim_cur > OA_FD_RESERVE + OA_READ_MIN
+		       ? (rl.rlim_cur - OA_FD_RESERVE - OA_READ_MIN) / 3
+		       : 0;
+	return (unsigned int)SE_MAX(SE_MIN(room, (rlim_t)OA_MAX_INFLIGHT), (rlim_t)OA_READ_MIN);
+}
+
 int oa_start(struct onaccess *oa)
 {
+	unsigned long long nofile = 0;
 	char err[512];
 	int r;
 
 	if (!oa_enabled(oa))
 		return 0;
 	oa->retry_at_ms = 0;
+	oa->max_inflight = inflight_cap(&nofile);
+	if (oa->max_inflight < OA_MAX_INFLIGHT)
+		log_warn("on-access: at most %u events in flight (RLIMIT_NOFILE %llu): more are "
+			 "answered by the fail policy at once; raise the limit (LimitNOFILE=) for "
+			 "more",
+			 oa->max_inflight, nofile);
 	oa->fan = fanotify_init(FAN_CLASS_CONTENT | FAN_CLOEXEC | FAN_NONBLOCK |
 					FAN_UNLIMITED_QUEUE | FAN_UNLIMITED_MARKS,
 				O_RDONLY | O_LARGEFILE | O_CLOEXEC);
@@ -765,6 +793,7 @@ void oa_status(const struct onaccess *oa, struct json_object *o)
 		json_object_new_int(
 			(int)(oa->inflight + __atomic_load_n(&oa->qlen, __ATOMIC_RELAXED))));
 	json_object_object_add(s, "overload", json_object_new_boolean(oa->overload));
+	json_object_object_add(s, "max_in_flight", json_object_new_int((int)oa->max_inflight));
 	json_object_object_add(s, "watched_directories", json_object_new_int64((int64_t)oa->ndirs));
 	json_object_object_add(s, "watched_mounts", json_object_new_int64((int64_t)oa->nmounts));
 	json_object_object_add(o, "onaccess", s);

@@ -26,8 +26,9 @@
  *   - by OnAccessFailPolicy when no verdict comes within
  *     OnAccessPermTimeout (counted as timed out), when the scanner
  *     cannot scan it (no engine, the worker died on it), or when more
- *     events are in flight than OA_MAX_INFLIGHT (descriptors are bounded:
- *     the kernel denies an open whose event descriptor it cannot create).
+ *     events are in flight than OA_MAX_INFLIGHT, or than RLIMIT_NOFILE
+ *     leaves room for (descriptors are bounded: the kernel denies an open
+ *     whose event descriptor it cannot create).
  *
  * Detections are events in the event log ("onaccess_detection": path,
  * signature, action denied/notified, pid, uid, executable, definitions
@@ -59,6 +60,8 @@ struct onaccess;
 #define OA_CACHE_TTL_S	600   /* a clean verdict is trusted this long at most */
 #define OA_CACHE_SIZE	65536 /* verdicts kept in user space */
 #define OA_MAX_INFLIGHT 2048  /* permission events waiting for a verdict, at most */
+#define OA_READ_MIN	16    /* events read at once even when the queue is full */
+#define OA_FD_RESERVE	256   /* descriptors kept for all but on-access events */
 
 /* oa_check_config: the on-access settings that the configuration parser
  * cannot check alone: OnAccessFailPolicy is allow or deny, OnAccessExcludeUID

@@ -102,9 +102,10 @@ struct onaccess {
 	struct faults *faults;
 	pid_t self;
 	bool enabled, running, deny_on_failure;
-	bool inject_dup_failure; /* test hook, see onaccess.h */
-	uint64_t mask;		 /* what the marks ask for */
-	int fan;		 /* the group, -1 */
+	bool inject_dup_failure;   /* test hook, see onaccess.h */
+	uint64_t mask;		   /* what the marks ask for */
+	unsigned int max_inflight; /* events queued, and in flight, at most each */
+	int fan;		   /* the group, -1 */
 	/* the reader thread (reader.c) and its queue to the event loop */
 	pthread_t thread;
 	bool thread_running;

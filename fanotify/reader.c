@@ -118,7 +118,7 @@ static bool push(struct onaccess *oa, const struct oa_raw *r)
 	bool ok;
 
 	pthread_mutex_lock(&oa->qmu);
-	ok = oa->qlen < OA_MAX_INFLIGHT;
+	ok = oa->qlen < oa->max_inflight;
 	if (ok) {
 		oa->q[(oa->qhead + oa->qlen) % OA_MAX_INFLIGHT] = *r;
 		oa->qlen++;
@@ -155,6 +155,21 @@ static void one(struct onaccess *oa, const struct fanotify_event_metadata *md, b
 	*queued = true;
 }
 
+/* Bytes to read: the kernel makes a descriptor for each event as it copies
+ * it out, so no more events than the queue has room for (at least
+ * OA_READ_MIN: those a full queue answers at once). Each event is one
+ * fanotify_event_metadata: the group reports no extra information. */
+static size_t read_size(struct onaccess *oa)
+{
+	size_t room;
+
+	pthread_mutex_lock(&oa->qmu);
+	room = oa->qlen < oa->max_inflight ? oa->max_inflight - oa->qlen : 0;
+	pthread_mutex_unlock(&oa->qmu);
+	room = SE_MAX(room, (size_t)OA_READ_MIN);
+	return SE_MIN(room * FAN_EVENT_METADATA_LEN, (size_t)READ_BUF);
+}
+
 static void *reader(void *arg)
 {
 	struct onaccess *oa = arg;
@@ -170,7 +185,7 @@ static void *reader(void *arg)
 			break;
 		if (p[1].revents)
 			break;
-		n = read(oa->fan, buf, sizeof(buf));
+		n = read(oa->fan, buf, read_size(oa));
 		if (n <= 0)
 			continue;
 		for (const struct fanotify_event_metadata *md = (const void *)buf;

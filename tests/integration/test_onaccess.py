@@ -531,6 +531,40 @@ class PermTimeoutTest(StoppedWorkersCase):
         self.assertEqual((s["scans"], s["timed_out"]), (scans, 0), s)
 
 
+class DescriptorLimitTest(StoppedWorkersCase):
+    """Events in flight stay within RLIMIT_NOFILE: the kernel denies an
+    open whose event descriptor it cannot make (EMFILE), silently. With
+    the limit at 600 and the workers stopped, 300 openers of distinct files
+    at once would need 600 descriptors (an event's, its scan's duplicate):
+    those over the cap are answered by the fail policy at once, the others
+    at their deadline; none is denied."""
+
+    conf = {"OnAccessPermTimeout": "2"}
+
+    def test_events_in_flight_stay_within_the_descriptor_limit(self):
+        files = [self.clean_file("f%03d.txt" % i) for i in range(300)]
+        self.d.argv_prefix = ["prlimit", "--nofile=600:600", "sh", "-c"]
+        self.start()
+        s = oa(self.d)
+        self.assertEqual(s["max_in_flight"], (600 - 256 - 16) // 3, s)
+        self.assertIn("at most %d events in flight (RLIMIT_NOFILE 600)" % s["max_in_flight"],
+                      self.d.read_log())
+        self.stop_workers()
+        for f in files:
+            self.cats.append(spawn(NOBODY, ["cat", f]))
+        bad = {}
+        for p, f in zip(self.cats, files):
+            why = self.cat_result(p, f, timeout=30 * SLOW)
+            if why:
+                bad[f] = why
+        self.assertEqual(bad, {}, "%d of %d opens failed" % (len(bad), len(files)))
+        s = oa(self.d)
+        self.assertGreater(s["overloaded"], 0, s)
+        self.assertGreater(s["timed_out"], 0, s)
+        self.assertEqual((s["denied"], s["answer_errors"]), (0, 0), s)
+        self.assertEqual(s["allowed"], s["events"]["open_perm"], s)
+
+
 class PermTimeoutDenyTest(StoppedWorkersCase):
     conf = {"OnAccessPermTimeout": "1", "OnAccessFailPolicy": "deny",
             "OnAccessMaxFileSize": "1K"}
