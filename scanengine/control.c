@@ -145,13 +145,6 @@ static bool conn_flush(struct conn *c)
 	return true;
 }
 
-bool ctl_conn_can_take_command(const struct conn *c)
-{
-	if (c->session && c->pending >= SESSION_MAX_PENDING)
-		return false;
-	return pool_queued(c->ctl->pool) < c->ctl->max_queue;
-}
-
 /* Find the end of the command starting at p: z is NUL-terminated, n is
  * LF-terminated, an unprefixed command ends at LF or NUL (clamd reads it
  * as a C string). */
@@ -168,6 +161,30 @@ static char *command_end(char *p, size_t avail, bool *prefixed, char *term)
 	if (nl && nul)
 		return nl < nul ? nl : nul;
 	return nl ? nl : nul;
+}
+
+bool ctl_conn_can_take_command(const struct conn *c, const char *p, size_t avail)
+{
+	char line[CMD_MAX + 1], term, *end, *cmd = line;
+	bool prefixed;
+	size_t n = SE_MIN(avail, (size_t)CMD_MAX);
+
+	if (c->session && c->pending >= SESSION_MAX_PENDING)
+		return false;
+	if (pool_queued(c->ctl->pool) < c->ctl->max_queue)
+		return true;
+	/* a full queue holds back what needs a worker; the rest (PING,
+	 * STATUS, STATS...) is answered: the operator sees the overload */
+	memcpy(line, p, n);
+	line[n] = '\0';
+	end = command_end(line, n, &prefixed, &term);
+	if (end)
+		*end = '\0';
+	if (prefixed)
+		cmd++;
+	for (char *q = cmd + strlen(cmd); q > cmd && (q[-1] == '\r' || q[-1] == '\n');)
+		*--q = '\0';
+	return !ctl_command_needs_worker(cmd);
 }
 
 /* Parse and run buffered input while allowed. */
@@ -194,7 +211,7 @@ static void conn_process(struct conn *c)
 			ctl_fildes_take(c);
 			continue;
 		}
-		if (!ctl_conn_can_take_command(c))
+		if (!ctl_conn_can_take_command(c, p, avail))
 			break;
 		end = command_end(p, avail, &prefixed, &term);
 		if (!prefixed) {
@@ -245,7 +262,7 @@ static bool conn_wants_input(const struct conn *c)
 {
 	if (c->rstate == RS_DONE || c->rd_eof || c->rlen >= RBUF_SIZE)
 		return false;
-	if (c->rstate == RS_CMD && c->rlen && !ctl_conn_can_take_command(c))
+	if (c->rstate == RS_CMD && c->rlen && !ctl_conn_can_take_command(c, c->rbuf, c->rlen))
 		return false;
 	return true;
 }
@@ -288,7 +305,8 @@ static void conn_service(struct conn *c)
 	}
 	if (conn_wants_input(c))
 		ev |= EPOLLIN | EPOLLRDHUP;
-	throttled = c->rstate == RS_CMD && !c->rd_eof && c->rlen && !ctl_conn_can_take_command(c);
+	throttled = c->rstate == RS_CMD && !c->rd_eof && c->rlen &&
+		    !ctl_conn_can_take_command(c, c->rbuf, c->rlen);
 	if (throttled != c->throttled) {
 		c->throttled = throttled;
 		if (throttled)

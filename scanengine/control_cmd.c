@@ -705,23 +705,23 @@ static void cmd_update(struct conn *c, const struct command *cmd, const char *ar
 
 /* In clamd's order: VERSIONCOMMANDS lists them as they stand here. */
 static const struct command commands[] = {
-	{"SCAN", CF_ARG | CF_SESSION | CF_UNPREFIXED | CF_STOP_FIRST, cmd_scan_path},
+	{"SCAN", CF_ARG | CF_SESSION | CF_UNPREFIXED | CF_STOP_FIRST | CF_WORKER, cmd_scan_path},
 	{"QUIT", CF_ADMIN | CF_UNPREFIXED, cmd_shutdown},
 	{"RELOAD", CF_ADMIN | CF_UNPREFIXED, cmd_reload},
 	{"PING", CF_SESSION | CF_UNPREFIXED, cmd_ping},
-	{"CONTSCAN", CF_ARG | CF_UNPREFIXED, cmd_scan_path},
+	{"CONTSCAN", CF_ARG | CF_UNPREFIXED | CF_WORKER, cmd_scan_path},
 	{"VERSIONCOMMANDS", CF_SESSION, cmd_versioncommands},
 	{"VERSION", CF_SESSION | CF_UNPREFIXED, cmd_version},
 	{"END", CF_SESSION, cmd_end},
 	{"SHUTDOWN", CF_ADMIN | CF_UNPREFIXED, cmd_shutdown},
-	{"MULTISCAN", CF_ARG | CF_UNPREFIXED, cmd_scan_path, 0, true},
-	{"FILDES", CF_SESSION | CF_UNPREFIXED, cmd_fildes},
+	{"MULTISCAN", CF_ARG | CF_UNPREFIXED | CF_WORKER, cmd_scan_path, 0, true},
+	{"FILDES", CF_SESSION | CF_UNPREFIXED | CF_WORKER, cmd_fildes},
 	{"STATS", CF_SESSION, cmd_stats},
 	{"IDSESSION", 0, cmd_idsession},
-	{"INSTREAM", CF_SESSION, cmd_instream},
+	{"INSTREAM", CF_SESSION | CF_WORKER, cmd_instream},
 	{"DETSTATSCLEAR", CF_UNPREFIXED, cmd_silent},
 	{"DETSTATS", CF_UNPREFIXED, cmd_silent},
-	{"ALLMATCHSCAN", CF_ARG | CF_STOP_FIRST, cmd_scan_path, MSG_SCAN_ALLMATCH},
+	{"ALLMATCHSCAN", CF_ARG | CF_STOP_FIRST | CF_WORKER, cmd_scan_path, MSG_SCAN_ALLMATCH},
 	/* scanengine admin extensions */
 	{"STATUS", CF_ADMIN, cmd_status},
 	{"FAULTS", CF_ADMIN, cmd_faults},
@@ -752,6 +752,15 @@ static const struct command *find_command(const char *line, const char **arg)
 		return k;
 	}
 	return NULL;
+}
+
+bool ctl_command_needs_worker(const char *line)
+{
+	const char *arg;
+	const struct command *k = find_command(line, &arg);
+
+	/* unknown or incomplete: it runs only once complete and known */
+	return k && (k->flags & CF_WORKER);
 }
 
 /* Run one complete command line (framing prefix removed). fd_attached: a

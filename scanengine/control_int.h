@@ -25,11 +25,12 @@
 #define STALL_DROP_MS	    10000	   /* replies not accepted for this long: drop */
 
 enum cmd_flags {
-	CF_ARG = 0x1,	     /* takes an argument after one separator byte */
-	CF_ADMIN = 0x2,	     /* peer must be root or in AdminGroup */
-	CF_SESSION = 0x4,    /* allowed inside IDSESSION */
-	CF_UNPREFIXED = 0x8, /* allowed without the z/n prefix */
-	CF_STOP_FIRST = 0x10 /* a directory scan stops at the first infected file */
+	CF_ARG = 0x1,	      /* takes an argument after one separator byte */
+	CF_ADMIN = 0x2,	      /* peer must be root or in AdminGroup */
+	CF_SESSION = 0x4,     /* allowed inside IDSESSION */
+	CF_UNPREFIXED = 0x8,  /* allowed without the z/n prefix */
+	CF_STOP_FIRST = 0x10, /* a directory scan stops at the first infected file */
+	CF_WORKER = 0x20      /* queues jobs for the workers (waits while the queue is full) */
 };
 
 struct conn;
@@ -158,11 +159,16 @@ void ctl_reply(struct conn *c, unsigned int seq, char term, const char *fmt, ...
  * this event-loop iteration. NULL is ignored. */
 void ctl_conn_dirty(struct conn *c);
 
-/* ctl_conn_can_take_command: false while c's session or the pool queue is
- * full (the connection is then not read). */
-bool ctl_conn_can_take_command(const struct conn *c);
+/* ctl_conn_can_take_command: whether the command buffered at p (avail
+ * bytes) may run: not while c's session is full, nor while the pool queue
+ * is full if it needs a worker (the connection is then not read). */
+bool ctl_conn_can_take_command(const struct conn *c, const char *p, size_t avail);
 
 /* ---- control_cmd.c ---- */
+
+/* ctl_command_needs_worker: whether command line (framing removed; may be
+ * incomplete) names a command that queues jobs for the workers. */
+bool ctl_command_needs_worker(const char *line);
 
 /* ctl_run_command: run one complete command line (framing removed);
  * fd_attached: a descriptor came with exactly these bytes. */

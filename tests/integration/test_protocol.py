@@ -18,6 +18,7 @@ import os
 import pwd
 import re
 import shutil
+import signal
 import socket
 import struct
 import subprocess
@@ -703,6 +704,42 @@ class LoadTest(DaemonTestCase):
             ids[i] += 1
             self.assertEqual(m.group(2), expected.get(i), line)
         self.assertEqual(ids, Counter(range(1, n + 1)))
+
+    def test_control_commands_answered_while_the_queue_is_full(self):
+        """With the workers stopped, 110 INSTREAMs fill the queue
+        (MaxQueue 100): a further scan waits for room, but PING, STATUS
+        and STATS are answered at once (an overload must be visible)."""
+        pids = self.daemon.worker_pids()
+        socks = []
+        os.kill(pids[0], signal.SIGSTOP)
+        os.kill(pids[1], signal.SIGSTOP)
+        try:
+            for _ in range(110):
+                s = self.daemon.connect(timeout=60)
+                s.sendall(instream_bytes(b"queued %d" % len(socks)))
+                socks.append(s)
+            self.daemon.wait_for(lambda: self.daemon.status()["queue"] >= 100, timeout=10,
+                                 what="the queue full")
+            waiting = self.daemon.connect(timeout=60)
+            waiting.sendall(b"zSCAN %s\0" % self.clean)
+            t0 = time.monotonic()
+            self.assertEqual(self.daemon.command(b"zPING\0", timeout=5), b"PONG\0")
+            self.assertGreaterEqual(self.daemon.status()["queue"], 100)
+            self.assertIn(b"QUEUE:", self.daemon.command(b"zSTATS\0", timeout=5))
+            self.assertLess(time.monotonic() - t0, 3 * SLOW)
+            waiting.settimeout(1)
+            with self.assertRaises(socket.timeout):
+                waiting.recv(100)  # a scan waits for room in the queue
+        finally:
+            os.kill(pids[0], signal.SIGCONT)
+            os.kill(pids[1], signal.SIGCONT)
+        waiting.settimeout(60)
+        self.assertEqual(recv_all(waiting), b"%s: OK\0" % self.clean)
+        for s in socks:
+            self.assertEqual(recv_all(s), b"stream: OK\0")
+            s.close()
+        waiting.close()
+        self.wait_settled()
 
     def test_1000_fildes_in_one_session_reading_while_writing(self):
         before = self.daemon.status()["jobs"]
