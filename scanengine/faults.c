@@ -1175,7 +1175,9 @@ int faults_event(struct faults *f, const char *type, const char *message,
 			/* The common fields keep their meaning for every reader. */
 			if (json_object_object_get_ex(ev, key, NULL))
 				continue;
-			r = jsonutil_add(ev, key, json_object_get(val));
+			/* a null member (an unknown value) is null in the line too */
+			r = val ? jsonutil_add(ev, key, json_object_get(val))
+				: (json_object_object_add(ev, key, NULL) < 0 ? -ENOMEM : 0);
 			if (r < 0)
 				goto out;
 		}

@@ -878,8 +878,15 @@ static void test_event_detail_merged(void **state)
 			 0);
 	assert_int_equal(faults_event(f, "defs_quarantined", "daily.cld rejected", NULL), 0);
 	assert_int_equal(faults_event(f, "odd", "array detail", parse("[1,2]")), 0);
+	/* a null member (an on-access writer gone: uid unknown) is kept */
+	assert_int_equal(
+		faults_event(f, "onaccess_detection", "x", parse("{\"uid\":null,\"pid\":7}")), 0);
 	lines = log_lines(fx->log);
-	assert_int_equal(json_object_array_length(lines), 3);
+	assert_int_equal(json_object_array_length(lines), 4);
+	ev = json_object_array_get_idx(lines, 3);
+	assert_true(json_object_object_get_ex(ev, "uid", &ev));
+	assert_null(ev);
+	assert_int_equal(int_field(json_object_array_get_idx(lines, 3), "pid"), 7);
 
 	ev = json_object_array_get_idx(lines, 0);
 	{
@@ -913,7 +920,7 @@ static void test_event_detail_merged(void **state)
 	assert_int_equal(faults_event(f, NULL, "x", NULL), -EINVAL);
 	assert_int_equal(faults_event(f, "two words", "x", NULL), -EINVAL);
 	assert_int_equal(faults_event(f, "line\nbreak", "x", NULL), -EINVAL);
-	assert_int_equal(log_count(fx->log), 3);
+	assert_int_equal(log_count(fx->log), 4);
 	faults_close(f);
 }
 
