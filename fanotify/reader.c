@@ -9,7 +9,10 @@
  * and of excluded processes (procfs reads only: no lock, no logging, no
  * NSS), and hands the rest to the event loop through a bounded queue and
  * an eventfd. A full queue is answered here by the fail policy. Nothing
- * else runs in this thread. */
+ * else runs in this thread, and nothing in it allocates memory once it
+ * runs: the supervisor forks helpers that do not exec (the store's commit
+ * helper, zygotes), and a child must never find an allocator lock held by
+ * this thread, which does not exist in the child. */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -174,6 +177,12 @@ static void *reader(void *arg)
 {
 	struct onaccess *oa = arg;
 	static char buf[READ_BUF] __attribute__((aligned(8)));
+	uint64_t up = 1;
+
+	/* running: oa_reader_start may return (see there) */
+	if (write(oa->wake_efd, &up, sizeof(up)) < 0) {
+		/* cannot fail for a fresh eventfd */
+	}
 
 	for (;;) {
 		struct pollfd p[2] = {{.fd = oa->fan, .events = POLLIN},
@@ -215,6 +224,19 @@ int oa_reader_start(struct onaccess *oa)
 	if (r)
 		return -r;
 	oa->thread_running = true;
+	/* Wait until the thread runs its own code: its start-up allocates
+	 * (the C library's, a sanitizer's), and a child forked meanwhile
+	 * without exec (the store's commit helper) could find an allocator
+	 * lock held by a thread that does not exist in it, and hang. After
+	 * that the reader allocates nothing. */
+	struct pollfd p = {.fd = oa->wake_efd, .events = POLLIN};
+	uint64_t v;
+
+	while (poll(&p, 1, -1) < 0 && errno == EINTR)
+		;
+	if (read(oa->wake_efd, &v, sizeof(v)) < 0) {
+		/* the loop's handler reads it otherwise: nothing lost */
+	}
 	return 0;
 }
 

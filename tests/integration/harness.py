@@ -132,6 +132,9 @@ class Daemon:
             except OSError:
                 pass
             time.sleep(0.05)
+        # not left running: the caller may never get the object to clean up
+        self.proc.kill()
+        self.proc.wait()
         raise AssertionError("scanengined did not answer PING in time: " + self.read_stderr()[-2000:])
 
     def _join_cgroup(self):
