@@ -190,13 +190,17 @@ static bool below(const char *under, const char *dir)
 	return !strncmp(under, dir, l) && under[l] == '/' && under[l + 1] != '\0';
 }
 
-/* Whether an OnAccessExcludePath lies inside the tree of dir. */
-static bool excludes_inside(const struct onaccess *oa, const char *dir)
+/* Whether the tree of include path inc is watched by mount marks: it is
+ * the root of a mount and no OnAccessExcludePath lies inside it (a mount
+ * mark would see the excluded tree's opens too). */
+static bool by_mount_marks(const struct onaccess *oa, const char *inc)
 {
+	if (!mount_root(inc))
+		return false;
 	for (size_t i = 0; i < oa->cfg->oa_exclude_path.n; i++)
-		if (below(oa->cfg->oa_exclude_path.items[i], dir))
-			return true;
-	return false;
+		if (below(oa->cfg->oa_exclude_path.items[i], inc))
+			return false;
+	return true;
 }
 
 /* Whether mount point mp is the include path inc (real path real) or in
@@ -353,9 +357,8 @@ static int mark_mount(struct onaccess *oa, const char *path, const char *root, c
 	return r;
 }
 
-/* New mount mp (ID id) in the tree of include path inc (real path real):
- * a mount mark when the tree is watched by mount marks, else directory
- * marks all through it. */
+/* New mount mp in the tree of include path inc: a mount mark when the
+ * tree is watched by mount marks, else directory marks all through it. */
 static int mark_new_mount(struct onaccess *oa, const char *mp, const char *inc, char *err)
 {
 	int r;
@@ -365,7 +368,7 @@ static int mark_new_mount(struct onaccess *oa, const char *mp, const char *inc, 
 			 unmarkable_fs(mp) ?: "OnAccessExcludePath");
 		return 0;
 	}
-	if (mount_root(inc) && !excludes_inside(oa, inc)) {
+	if (by_mount_marks(oa, inc)) {
 		r = mark_mount(oa, mp, inc, err);
 		if (!r)
 			oa_ignores_add_root(oa, mp);
@@ -378,17 +381,17 @@ static int mark_new_mount(struct onaccess *oa, const char *mp, const char *inc, 
 }
 
 /* The tree of include path root, a mount root: a mount mark on it and on
- * each mount below it that is not excluded and can be marked. */
-static int mark_mount_tree(struct onaccess *oa, const char *root, char *err)
+ * each mount below it in the mount table v[n] that is not excluded and
+ * can be marked. */
+static int mark_mount_tree(struct onaccess *oa, const char *root, const struct oa_mount *v,
+			   size_t n, char *err)
 {
-	struct oa_mount *v = NULL;
-	size_t n = 0;
 	char real[PATH_MAX];
 	int r = mark_mount(oa, root, root, err);
 
 	if (r)
 		return r;
-	if (!realpath(root, real) || read_mounts(&v, &n) < 0)
+	if (!realpath(root, real))
 		return 0; /* the root is watched; mounts below it cannot be found */
 	for (size_t i = 0; !r && i < n; i++) {
 		const char *fs;
@@ -402,7 +405,6 @@ static int mark_mount_tree(struct onaccess *oa, const char *root, char *err)
 		}
 		r = mark_mount(oa, v[i].path, root, err);
 	}
-	free_mounts(v, n);
 	return r;
 }
 
@@ -451,7 +453,9 @@ void oa_marks_on_mounts(struct ev_handler *h, uint32_t revents)
 int oa_marks_add(struct onaccess *oa, char *err)
 {
 	const struct config *cfg = oa->cfg;
-	int r;
+	struct oa_mount *v = NULL;
+	size_t n = 0;
+	int r = 0;
 
 	for (size_t i = 0; i < cfg->oa_mount_path.n; i++) {
 		const char *p = cfg->oa_mount_path.items[i], *fs = unmarkable_fs(p);
@@ -469,41 +473,35 @@ int oa_marks_add(struct onaccess *oa, char *err)
 			return r;
 		}
 	}
-	for (size_t i = 0; i < cfg->oa_include_path.n; i++) {
+	/* the mount table once: the mounts below include paths now, and what
+	 * oa_marks_on_mounts compares later tables with (unreadable: no
+	 * mounts below, every mount new at the next change) */
+	if (cfg->oa_include_path.n && read_mounts(&v, &n) == 0)
+		note_table(oa, v, n);
+	for (size_t i = 0; !r && i < cfg->oa_include_path.n; i++) {
 		const char *p = cfg->oa_include_path.items[i], *fs;
 		struct stat st;
 
 		if (stat(p, &st) < 0) {
 			r = -errno;
 			snprintf(err, 512, "OnAccessIncludePath %.400s: %s", p, strerror(-r));
-			return r;
+			break;
 		}
 		if (!S_ISDIR(st.st_mode)) {
 			snprintf(err, 512, "OnAccessIncludePath %.400s: not a directory", p);
-			return -ENOTDIR;
+			r = -ENOTDIR;
+			break;
 		}
 		fs = unmarkable_fs(p);
 		if (fs) {
 			log_warn("OnAccessIncludePath %s is on %s: not watched", p, fs);
 			continue;
 		}
-		if (mount_root(p) && !excludes_inside(oa, p))
-			r = mark_mount_tree(oa, p, err);
-		else
-			r = mark_tree(oa, p, 0, err);
-		if (r)
-			return r;
+		r = by_mount_marks(oa, p) ? mark_mount_tree(oa, p, v, n, err)
+					  : mark_tree(oa, p, 0, err);
 	}
-	if (cfg->oa_include_path.n) {
-		struct oa_mount *v = NULL;
-		size_t n = 0;
-
-		if (read_mounts(&v, &n) == 0) {
-			note_table(oa, v, n);
-			free_mounts(v, n);
-		}
-	}
-	return 0;
+	free_mounts(v, n);
+	return r;
 }
 
 void oa_marks_drop(struct onaccess *oa)

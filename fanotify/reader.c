@@ -213,6 +213,8 @@ static void *reader(void *arg)
 
 int oa_reader_start(struct onaccess *oa)
 {
+	struct pollfd p;
+	uint64_t v;
 	int r;
 
 	oa->stop_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -229,9 +231,7 @@ int oa_reader_start(struct onaccess *oa)
 	 * without exec (the store's commit helper) could find an allocator
 	 * lock held by a thread that does not exist in it, and hang. After
 	 * that the reader allocates nothing. */
-	struct pollfd p = {.fd = oa->wake_efd, .events = POLLIN};
-	uint64_t v;
-
+	p = (struct pollfd){.fd = oa->wake_efd, .events = POLLIN};
 	while (poll(&p, 1, -1) < 0 && errno == EINTR)
 		;
 	if (read(oa->wake_efd, &v, sizeof(v)) < 0) {
