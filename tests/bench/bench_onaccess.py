@@ -82,7 +82,6 @@ import json
 import os
 import random
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -400,20 +399,7 @@ class Clamonacc(bl.Daemon):
 
 def status(d):
     """scanengined's STATUS, parsed."""
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(10)
-    try:
-        s.connect(d.socket)
-        s.sendall(b"zSTATUS\0")
-        data = b""
-        while not data.endswith(b"\0"):
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    finally:
-        s.close()
-    return json.loads(data.rstrip(b"\0"))
+    return json.loads(bl.command(d.socket, b"zSTATUS\0", timeout=10).rstrip(b"\0"))
 
 
 def refused(path):

@@ -28,7 +28,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import sys
 import time
 
@@ -36,23 +35,8 @@ sys.dont_write_bytecode = True
 import benchlib as bl  # noqa: E402
 
 
-def command(sock_path, cmd, timeout=30):
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(timeout)
-    s.connect(sock_path)
-    s.sendall(cmd)
-    data = b""
-    while True:
-        b = s.recv(65536)
-        if not b:
-            break
-        data += b
-    s.close()
-    return data
-
-
 def status(d):
-    return json.loads(command(d.socket, b"zSTATUS\0")[:-1])
+    return json.loads(bl.command(d.socket, b"zSTATUS\0")[:-1])
 
 
 class Cgroup:
@@ -125,7 +109,7 @@ def scanengined_reload(args, rundir, sigdir, name, limit_factor):
         os.chmod(os.path.join(defs, "zz-reload.ndb"), 0o644)
         cg.reset_peak()
         t0 = time.monotonic()
-        if command(d.socket, b"zRELOAD\0") != b"RELOADING\0":
+        if bl.command(d.socket, b"zRELOAD\0") != b"RELOADING\0":
             raise RuntimeError("RELOAD refused")
         st = wait_switch(d, 2, args.load_timeout)
         secs = time.monotonic() - t0
@@ -168,7 +152,7 @@ def clamd_reload(args, rundir, sigdir):
         one = cg.usage()
         cg.reset_peak()
         before = open(d.log).read().count("Database correctly reloaded")
-        if not command(d.socket, b"zRELOAD\0").startswith(b"RELOADING"):
+        if not bl.command(d.socket, b"zRELOAD\0").startswith(b"RELOADING"):
             raise RuntimeError("clamd refused RELOAD")
         deadline = time.monotonic() + args.load_timeout
         while open(d.log).read().count("Database correctly reloaded") == before:

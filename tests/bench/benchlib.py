@@ -131,24 +131,30 @@ def write_conf(path, items):
             f.write("%s %s\n" % (key, value))
 
 
-def ping(sock_path, timeout=5.0):
-    """True if the daemon at sock_path answers zPING with PONG."""
+def command(sock_path, cmd, timeout=30):
+    """Send one command to the daemon at sock_path; its reply (read until
+    the daemon closes the connection). OSError if it cannot be reached."""
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.settimeout(timeout)
     try:
         s.connect(sock_path)
-        s.sendall(b"zPING\0")
-        reply = b""
-        while not reply.endswith(b"\0"):
-            chunk = s.recv(64)
+        s.sendall(cmd)
+        data = b""
+        while True:
+            chunk = s.recv(65536)
             if not chunk:
-                break
-            reply += chunk
-        return reply == b"PONG\0"
-    except OSError:
-        return False
+                return data
+            data += chunk
     finally:
         s.close()
+
+
+def ping(sock_path, timeout=5.0):
+    """True if the daemon at sock_path answers zPING with PONG."""
+    try:
+        return command(sock_path, b"zPING\0", timeout) == b"PONG\0"
+    except OSError:
+        return False
 
 
 class Daemon:
