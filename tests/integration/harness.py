@@ -193,6 +193,16 @@ class Daemon:
         if code != 0:
             raise AssertionError("scanengined exited with %d:\n%s" % (code, self.read_stderr()[-3000:]))
 
+    def finish(self):
+        """The end of a test: it must still run; stopped (a clean exit, no
+        sanitizer report), and its files removed either way."""
+        try:
+            if self.proc is None or self.proc.poll() is not None:
+                raise AssertionError("scanengined died")
+            self.stop()
+        finally:
+            self.cleanup()
+
     def cleanup(self):
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()

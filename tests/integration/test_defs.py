@@ -59,11 +59,7 @@ class DefsTestCase(unittest.TestCase):
                         what="the first engine")
 
     def tearDown(self):
-        try:
-            self.assertIsNone(self.d.proc.poll(), "scanengined died")
-            self.d.stop()
-        finally:
-            self.d.cleanup()
+        self.d.finish()
 
     def current(self):
         return int(os.readlink(os.path.join(self.store, "current")).split("-")[1])

@@ -47,11 +47,7 @@ class OnAccessTestCase(unittest.TestCase):
 
     def tearDown(self):
         if self.d:
-            try:
-                self.assertIsNone(self.d.proc.poll(), "scanengined died")
-                self.d.stop()
-            finally:
-                self.d.cleanup()
+            self.d.finish()
 
     def put(self, name, data, mode=0o644):
         p = os.path.join(self.w, name)

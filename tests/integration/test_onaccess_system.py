@@ -24,11 +24,7 @@ class SystemTreesTest(unittest.TestCase):
                         what="on-access running")
 
     def tearDown(self):
-        try:
-            self.assertIsNone(self.d.proc.poll(), "scanengined died")
-            self.d.stop()
-        finally:
-            self.d.cleanup()
+        self.d.finish()
 
     def test_host_keeps_working(self):
         oa0 = self.d.status()["onaccess"]

@@ -157,11 +157,7 @@ class UpdateTestCase(unittest.TestCase):
     def tearDown(self):
         if self.d is None:
             return
-        try:
-            self.assertIsNone(self.d.proc.poll(), "scanengined died")
-            self.d.stop()
-        finally:
-            self.d.cleanup()
+        self.d.finish()
 
     def start(self, mirrors=(), private=(), host_version=None, **conf):
         c = {"DatabaseMirror": list(mirrors) or None,
